@@ -1,0 +1,3 @@
+from zcp.cli.app import main
+
+main()

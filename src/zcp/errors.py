@@ -1,0 +1,106 @@
+"""Exceptions and the one table that maps them to exit codes.
+
+Domain code raises; only the CLI turns an exception (or a run's outcome) into an exit code.
+Numbering follows rsync where a meaning exists there.
+"""
+
+from __future__ import annotations
+
+import errno
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    OK = 0
+    USAGE = 1  # bad options or arguments; also `zcp check`: trees differ
+    FILE_IO = 11  # a whole-run failure to read or write (e.g. destination unusable)
+    STREAM = 12  # malformed, truncated, unsafe or corrupted stream / protocol data
+    INTERRUPTED = 20  # SIGINT / SIGTERM
+    PARTIAL = 23  # some files failed, the rest were transferred
+    VANISHED = 24  # some source files vanished during the run, the rest were transferred
+    BROKEN_PIPE = 141  # the reader of stdout went away (like a shell's 128 + SIGPIPE)
+    SSH = 255  # the remote shell failed
+
+
+class ZcpError(Exception):
+    """An error that ends the whole run with a one-line message."""
+
+    exit_code: ExitCode = ExitCode.FILE_IO
+
+
+class UsageError(ZcpError):
+    exit_code = ExitCode.USAGE
+
+
+class StreamError(ZcpError):
+    """A stream (stdin tar / raw) or remote peer sent something malformed or unsafe."""
+
+    exit_code = ExitCode.STREAM
+
+
+class BrokenPipe(ZcpError):
+    exit_code = ExitCode.BROKEN_PIPE
+
+
+class FileError(Exception):
+    """One file failed; the run goes on and ends with PARTIAL (or VANISHED)."""
+
+    vanished = False
+
+
+class SourceChanged(FileError):
+    """The source changed while it was read (EOF before the expected length, size/mtime moved)."""
+
+
+class SourceVanished(FileError):
+    vanished = True
+
+
+class VerifyMismatch(FileError):
+    """The destination read back from storage does not hash like the source."""
+
+
+class Unsupported(Exception):
+    """A kernel path cannot serve this pair of fds; nothing was written, so the next may be tried."""
+
+    def __init__(self, method: str, err: int, detail: str = ""):
+        self.method = method
+        self.errno = err
+        super().__init__(f"{method}: {detail or errno.errorcode.get(err, err)}")
+
+
+class MethodUnavailable(FileError):
+    """A forced --method (or --reflink=always) cannot serve a file."""
+
+
+# Errors that mean "this kernel path does not apply here", when nothing has been written yet.
+UNSUPPORTED_ERRNOS = frozenset(
+    {
+        errno.ENOSYS,
+        errno.EXDEV,
+        errno.EOPNOTSUPP,
+        errno.EINVAL,
+        errno.ENOTTY,
+        errno.EBADF,
+        errno.ETXTBSY,
+        errno.EPERM,
+        errno.EACCES,
+    }
+)
+
+
+def run_exit_code(failed: int, vanished: int) -> ExitCode:
+    """The exit code of a run that went to the end, from its per-file failure counts."""
+    if failed:
+        return ExitCode.PARTIAL
+    if vanished:
+        return ExitCode.VANISHED
+    return ExitCode.OK
+
+
+def describe(exc: BaseException) -> str:
+    """One line for a user: strerror and the file name, no traceback."""
+    if isinstance(exc, OSError) and exc.strerror:
+        name = exc.filename
+        return f"{name}: {exc.strerror}" if name is not None else exc.strerror
+    return str(exc) or type(exc).__name__

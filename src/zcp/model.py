@@ -1,0 +1,107 @@
+"""Pure values passed from the planner to the executor. No I/O here."""
+
+from __future__ import annotations
+
+import os
+import stat
+from dataclasses import dataclass
+from enum import StrEnum
+
+from zcp.config import Method
+
+
+class Kind(StrEnum):
+    FILE = "file"
+    DIR = "dir"
+    SYMLINK = "symlink"
+    FIFO = "fifo"
+    CHAR = "char"
+    BLOCK = "block"
+    SOCKET = "socket"
+
+    @classmethod
+    def of(cls, mode: int) -> "Kind":
+        return _KIND_BY_FMT[stat.S_IFMT(mode)]
+
+
+_KIND_BY_FMT = {
+    stat.S_IFREG: Kind.FILE,
+    stat.S_IFDIR: Kind.DIR,
+    stat.S_IFLNK: Kind.SYMLINK,
+    stat.S_IFIFO: Kind.FIFO,
+    stat.S_IFCHR: Kind.CHAR,
+    stat.S_IFBLK: Kind.BLOCK,
+    stat.S_IFSOCK: Kind.SOCKET,
+}
+
+SPECIAL_KINDS = frozenset({Kind.FIFO, Kind.CHAR, Kind.BLOCK, Kind.SOCKET})
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """An lstat snapshot of one path. ``path`` is the real path; names are str (surrogateescape)."""
+
+    path: str
+    kind: Kind
+    mode: int  # permission bits only (S_IMODE)
+    size: int
+    mtime_ns: int
+    atime_ns: int
+    uid: int
+    gid: int
+    dev: int
+    ino: int
+    nlink: int
+    rdev: int = 0
+    blocks: int = 0
+
+    @classmethod
+    def from_stat(cls, path: str, st: os.stat_result) -> "Entry":
+        return cls(
+            path=path,
+            kind=Kind.of(st.st_mode),
+            mode=stat.S_IMODE(st.st_mode),
+            size=st.st_size,
+            mtime_ns=st.st_mtime_ns,
+            atime_ns=st.st_atime_ns,
+            uid=st.st_uid,
+            gid=st.st_gid,
+            dev=st.st_dev,
+            ino=st.st_ino,
+            nlink=st.st_nlink,
+            rdev=st.st_rdev,
+            blocks=st.st_blocks,
+        )
+
+    @property
+    def is_sparse(self) -> bool:
+        """Fewer blocks allocated than the size needs: worth walking SEEK_DATA/SEEK_HOLE."""
+        return self.kind is Kind.FILE and self.blocks * 512 < self.size
+
+
+class Op(StrEnum):
+    """What the executor does for one destination path."""
+
+    MKDIR = "mkdir"  # create a folder (or fix the metadata of an existing one)
+    COPY = "copy"  # new regular file
+    UPDATE = "update"  # replace an existing file whose content differs
+    SYMLINK = "symlink"
+    HARDLINK = "hardlink"  # link to a file already placed in this run
+    SPECIAL = "special"  # mknod / mkfifo
+    SKIP = "skip"  # up to date, or not copyable (reason says why)
+    DELETE = "delete"
+
+
+@dataclass(frozen=True, slots=True)
+class Action:
+    """One step of a plan: an op on ``dst`` from ``src``, with the kernel paths to try and why."""
+
+    op: Op
+    rel: str  # path relative to the transfer root, for display and filters
+    dst: str
+    src: Entry | None = None
+    methods: tuple[Method, ...] = ()
+    reason: str = ""
+    link_to: str | None = None  # HARDLINK: destination path already written
+    target: str | None = None  # SYMLINK: link text
+    existing: Entry | None = None  # lstat of the destination before the run
