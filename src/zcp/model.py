@@ -35,6 +35,7 @@ _KIND_BY_FMT = {
 }
 
 SPECIAL_KINDS = frozenset({Kind.FIFO, Kind.CHAR, Kind.BLOCK, Kind.SOCKET})
+DEVICE_KINDS = frozenset({Kind.CHAR, Kind.BLOCK})
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,9 +58,10 @@ class Entry:
 
     @classmethod
     def from_stat(cls, path: str, st: os.stat_result) -> "Entry":
+        kind = Kind.of(st.st_mode)
         return cls(
             path=path,
-            kind=Kind.of(st.st_mode),
+            kind=kind,
             mode=stat.S_IMODE(st.st_mode),
             size=st.st_size,
             mtime_ns=st.st_mtime_ns,
@@ -69,7 +71,7 @@ class Entry:
             dev=st.st_dev,
             ino=st.st_ino,
             nlink=st.st_nlink,
-            rdev=st.st_rdev,
+            rdev=st.st_rdev if kind in DEVICE_KINDS else 0,  # meaningless for other kinds
             blocks=st.st_blocks,
         )
 
@@ -105,3 +107,5 @@ class Action:
     link_to: str | None = None  # HARDLINK: destination path already written
     target: str | None = None  # SYMLINK: link text
     existing: Entry | None = None  # lstat of the destination before the run
+    dst_dev: int = 0  # device the destination lands on (for the unsupported-path memory)
+    warning: str = ""  # SKIP of something the user asked for (a FIFO without root, ...)

@@ -1,0 +1,93 @@
+"""The command line: options -> frozen Config -> a run -> one exit code.
+
+This module is the only place that exits. Exceptions map to codes through errors.ExitCode.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated, NoReturn
+
+import typer
+
+from zcp import __version__
+from zcp.config import Config, Method, Preserve, Reflink
+from zcp.errors import ExitCode, UsageError, ZcpError
+
+HELP = """Copy or sync files and trees through the kernel's fastest path.
+
+  zcp [OPTIONS] SRC... DST
+
+SRC/ (trailing slash) copies a folder's contents into DST; SRC copies the folder itself into
+DST when DST is a folder (or ends with /, or there are several sources), else DST becomes the copy.
+Exit codes: 0 ok, 1 usage, 11 file I/O, 12 stream, 20 interrupted, 23 partial, 24 vanished."""
+
+app = typer.Typer(add_completion=False, rich_markup_mode=None, pretty_exceptions_enable=False)
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"zcp {__version__}")
+        raise typer.Exit(0)
+
+
+@app.command(help=HELP, context_settings={"help_option_names": ["-h", "--help"]})
+def copy(
+    paths: Annotated[list[str], typer.Argument(metavar="SRC... DST", show_default=False)],
+    archive: Annotated[bool, typer.Option("-a", "--archive", help="Recursive, keep everything: -rptoglHXD.")] = False,
+    recursive: Annotated[bool, typer.Option("-r", "--recursive", help="Copy folders and their contents.")] = False,
+    perms: Annotated[bool, typer.Option("-p", "--perms", help="Keep permissions.")] = False,
+    times: Annotated[bool, typer.Option("-t", "--times", help="Keep modification and access times (ns).")] = False,
+    owner: Annotated[bool, typer.Option("-o", "--owner", help="Keep owner and group (as root).")] = False,
+    links: Annotated[bool, typer.Option("-l", "--links", help="Copy symlinks as symlinks.")] = False,
+    hard_links: Annotated[bool, typer.Option("-H", "--hard-links", help="Keep hard links.")] = False,
+    xattrs: Annotated[bool, typer.Option("-X", "--xattrs", help="Keep extended attributes.")] = False,
+    devices: Annotated[bool, typer.Option("-D", "--devices", help="Recreate FIFOs, sockets, devices (as root).")] = False,
+    sparse: Annotated[bool, typer.Option("--sparse/--no-sparse", help="Keep holes in sparse files.")] = True,
+    method: Annotated[Method, typer.Option("--method", help="Force one kernel path (no fallback).")] = Method.AUTO,
+    reflink: Annotated[Reflink, typer.Option("--reflink", help="Share extents: auto, always (or fail), never.")] = Reflink.AUTO,
+    dry_run: Annotated[bool, typer.Option("-n", "--dry-run", help="Print the plan (action, method, why); write nothing.")] = False,
+    verbose: Annotated[int, typer.Option("-v", "--verbose", count=True, help="List files and print a summary.")] = 0,
+    quiet: Annotated[bool, typer.Option("-q", "--quiet", help="Print errors only.")] = False,
+    fsync: Annotated[bool, typer.Option("--fsync", help="fsync each file and its folder before finishing.")] = False,
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")] = False,
+) -> int:
+    if len(paths) < 2:
+        raise UsageError("need a source and a destination (usage: zcp [OPTIONS] SRC... DST)")
+    if reflink is Reflink.ALWAYS and method not in (Method.AUTO, Method.REFLINK):
+        raise UsageError(f"--reflink=always conflicts with --method={method}")
+    if reflink is Reflink.NEVER and method is Method.REFLINK:
+        raise UsageError("--reflink=never conflicts with --method=reflink")
+    base = Preserve.archive() if archive else Preserve()
+    preserve = Preserve(
+        mode=base.mode or perms, times=base.times or times, owner=base.owner or owner,
+        links=base.links or links or recursive, hard_links=base.hard_links or hard_links,
+        xattrs=base.xattrs or xattrs, sparse=sparse, specials=base.specials or devices,
+    )
+    config = Config(recursive=recursive or archive, preserve=preserve, method=method, reflink=reflink,
+                    dry_run=dry_run, verbose=verbose, quiet=quiet, fsync=fsync)
+    from zcp.cli.run import run_copy  # imported late: --help and --version stay fast
+
+    return run_copy(paths[:-1], paths[-1], config)
+
+
+def main(argv: list[str] | None = None) -> NoReturn:
+    args = sys.argv[1:] if argv is None else argv
+    try:
+        code = typer.main.get_command(app).main(args=args, prog_name="zcp", standalone_mode=False)
+    except typer.TyperException as exc:
+        _error(exc.format_message() + " (see zcp --help)")
+        code = ExitCode.USAGE
+    except ZcpError as exc:
+        _error(str(exc))
+        code = exc.exit_code
+    except KeyboardInterrupt:
+        _error("interrupted")
+        code = ExitCode.INTERRUPTED
+    except typer.Abort:
+        code = ExitCode.INTERRUPTED
+    sys.exit(int(code or 0))
+
+
+def _error(message: str) -> None:
+    print(f"zcp: {message}", file=sys.stderr)

@@ -1,0 +1,65 @@
+"""Atomic replace: write ``.name.<token>.zcp`` beside the target, then rename it into place.
+
+The target is always either its old self or the complete new file; a failure removes the temp file.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Callable
+from typing import TypeVar
+
+TEMP_SUFFIX = ".zcp"
+_counter = itertools.count()
+_T = TypeVar("_T")
+# Leave room for the dot, the token and the suffix inside NAME_MAX (255 bytes).
+_NAME_BYTES = 200
+
+
+def temp_name(target: str) -> str:
+    head, name = os.path.split(target)
+    short = os.fsdecode(os.fsencode(name)[:_NAME_BYTES])
+    return os.path.join(head, f".{short}.{os.getpid():x}{next(_counter):x}{TEMP_SUFFIX}")
+
+
+def create_temp(target: str) -> tuple[str, int]:
+    """A new, empty, private temp file beside ``target``: (its path, a write fd)."""
+    while True:
+        path = temp_name(target)
+        try:
+            return path, os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        except FileExistsError:
+            continue
+
+
+def make_beside(target: str, make: Callable[[str], _T]) -> _T:
+    """Create something (symlink, hard link, node) under a temp name and rename it over ``target``."""
+    while True:
+        path = temp_name(target)
+        try:
+            result = make(path)
+            break
+        except FileExistsError:
+            continue
+    try:
+        os.rename(path, target)
+    except BaseException:
+        remove_quietly(path)
+        raise
+    return result
+
+
+def remove_quietly(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def fsync_dir(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,83 @@
+"""What the executor reports: counters it keeps, and events it sends to a sink (display lives elsewhere)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from zcp.config import Method
+from zcp.errors import run_exit_code
+from zcp.model import Action
+
+
+@dataclass
+class Stats:
+    files: int = 0  # regular files written
+    bytes: int = 0  # bytes of file content written
+    dirs: int = 0
+    links: int = 0  # symlinks and hard links made
+    specials: int = 0
+    skipped: int = 0
+    failed: int = 0
+    vanished: int = 0
+    by_method: Counter = field(default_factory=Counter)  # Method -> bytes
+
+    def exit_code(self) -> int:
+        return run_exit_code(self.failed, self.vanished)
+
+    def add_bytes(self, method: Method, n: int) -> None:
+        self.by_method[method] += n
+        self.bytes += n
+
+
+class Sink(Protocol):
+    def planned(self, action: Action) -> None:
+        """An action joined the plan: totals grow."""
+
+    def started(self, action: Action, method: Method | None) -> None: ...
+
+    def advanced(self, nbytes: int) -> None:
+        """Bytes of the current file moved (large files only; small ones count when done)."""
+
+    def finished(self, action: Action, method: Method | None, nbytes: int) -> None: ...
+
+    def failed(self, where: str, message: str) -> None: ...
+
+    def warned(self, message: str) -> None: ...
+
+
+class NullSink:
+    def planned(self, action: Action) -> None:
+        pass
+
+    def started(self, action: Action, method: Method | None) -> None:
+        pass
+
+    def advanced(self, nbytes: int) -> None:
+        pass
+
+    def finished(self, action: Action, method: Method | None, nbytes: int) -> None:
+        pass
+
+    def failed(self, where: str, message: str) -> None:
+        pass
+
+    def warned(self, message: str) -> None:
+        pass
+
+
+class RecordingSink(NullSink):
+    """Keeps every event: for tests and for JSON output."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple] = []
+
+    def finished(self, action: Action, method: Method | None, nbytes: int) -> None:
+        self.events.append(("finished", action.rel, action.op, method, nbytes))
+
+    def failed(self, where: str, message: str) -> None:
+        self.events.append(("failed", where, message))
+
+    def warned(self, message: str) -> None:
+        self.events.append(("warned", message))

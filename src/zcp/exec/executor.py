@@ -1,0 +1,206 @@
+"""Run a plan: one action at a time, each file atomically, one file's failure never stops the run."""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Iterable
+
+from zcp.config import Config
+from zcp.errors import FileError, SourceChanged, SourceVanished, describe
+from zcp.exec.atomic import create_temp, fsync_dir, make_beside, remove_quietly
+from zcp.exec.events import NullSink, Sink, Stats
+from zcp.exec.filecopy import copy_bytes
+from zcp.exec.metadata import MetadataPolicy, current_umask
+from zcp.model import Action, Entry, Kind, Op
+from zcp.syscalls import Capabilities
+
+# Below this size a file's bytes are counted when it is done, not chunk by chunk.
+_PROGRESS_MIN = 8 << 20
+_SRC_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK  # never block on a FIFO swapped in
+_NODE_TYPES = {Kind.FIFO: stat.S_IFIFO, Kind.CHAR: stat.S_IFCHR, Kind.BLOCK: stat.S_IFBLK, Kind.SOCKET: stat.S_IFSOCK}
+
+
+class Executor:
+    def __init__(self, config: Config, sink: Sink | None = None, caps: Capabilities | None = None,
+                 is_root: bool | None = None):
+        self.config = config
+        self.sink = sink or NullSink()
+        self.caps = caps or Capabilities()
+        self.stats = Stats()
+        root = os.geteuid() == 0 if is_root is None else is_root
+        self.meta = MetadataPolicy(config.preserve, root, current_umask())
+        # Folders whose metadata waits until their contents are written (times; modes like 0555).
+        self._open_dirs: list[Action] = []
+        self._synced_dirs: set[str] = set()
+
+    def run(self, actions: Iterable[Action]) -> Stats:
+        for action in actions:
+            self.sink.planned(action)
+            self._close_dirs_not_above(action.rel)
+            self.execute(action)
+        self._close_dirs_not_above(None)
+        return self.stats
+
+    def note_walk_error(self, path: str, exc: OSError) -> None:
+        """The planner could not read something: it is reported and the run will not exit 0."""
+        if isinstance(exc, FileNotFoundError):
+            self.stats.vanished += 1
+        else:
+            self.stats.failed += 1
+        self.sink.failed(path, describe(exc))
+
+    def execute(self, action: Action) -> None:
+        try:
+            handler = _HANDLERS[action.op]
+            handler(self, action)
+        except FileNotFoundError as exc:
+            if action.src is not None and exc.filename == action.src.path:
+                self._fail(action, SourceVanished(f"{action.rel or action.dst}: vanished before it was read"))
+            else:
+                self._fail(action, exc)
+        except (OSError, FileError) as exc:
+            self._fail(action, exc)
+
+    def _fail(self, action: Action, exc: Exception) -> None:
+        if isinstance(exc, FileError) and exc.vanished:
+            self.stats.vanished += 1
+        else:
+            self.stats.failed += 1
+        where = action.src.path if action.src is not None else action.dst
+        message = str(exc) if isinstance(exc, FileError) else describe(exc)
+        self.sink.failed(where, message)
+
+    # --- actions -------------------------------------------------------------------------------
+
+    def _skip(self, action: Action) -> None:
+        self.stats.skipped += 1
+        if action.warning:
+            self.sink.warned(action.warning)
+        self.sink.finished(action, None, 0)
+
+    def _copy(self, action: Action) -> None:
+        src = action.src
+        assert src is not None
+        src_fd = os.open(src.path, _SRC_FLAGS)
+        try:
+            st = os.fstat(src_fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise SourceChanged(f"{src.path}: no longer a regular file")
+            now = Entry.from_stat(src.path, st)
+            self._write_file(action, now, src_fd)
+        finally:
+            os.close(src_fd)
+
+    def _write_file(self, action: Action, src: Entry, src_fd: int) -> None:
+        dst = action.dst
+        if action.existing is not None and action.existing.kind is Kind.DIR:
+            raise FileError(f"{dst}: is a folder, not replaced by a file")
+        tmp, dst_fd = create_temp(dst)
+        try:
+            try:
+                progress = self.sink.advanced if src.size >= _PROGRESS_MIN else None
+                self.sink.started(action, action.methods[0] if action.methods else None)
+                method, moved = copy_bytes(action.methods, src_fd, dst_fd, src.size,
+                                           self.config.preserve.sparse and src.is_sparse,
+                                           (src.dev, action.dst_dev), self.caps, progress)
+                self._warn_all(self.meta.apply_fd(dst_fd, src, action.existing, src_fd))
+                if self.config.fsync:
+                    os.fsync(dst_fd)
+            finally:
+                os.close(dst_fd)
+            os.rename(tmp, dst)
+        except BaseException:
+            remove_quietly(tmp)
+            raise
+        self._after_write(dst)
+        self.stats.files += 1
+        self.stats.add_bytes(method, moved)
+        self.sink.finished(action, method, moved)
+
+    def _mkdir(self, action: Action) -> None:
+        existing = action.existing
+        if existing is not None and existing.kind is not Kind.DIR:
+            os.unlink(action.dst)  # a file or symlink where the source has a folder
+            existing = None
+        if existing is None:
+            os.mkdir(action.dst, 0o700)  # writable by us until its contents are in; mode comes last
+            self._after_write(action.dst)
+        self.stats.dirs += 1
+        self._open_dirs.append(action)
+        self.sink.finished(action, None, 0)
+
+    def _symlink(self, action: Action) -> None:
+        assert action.src is not None and action.target is not None
+        self._place(action, lambda path: os.symlink(action.target, path))
+        self.meta.apply_link(action.dst, action.src)
+        self.stats.links += 1
+        self.sink.finished(action, None, 0)
+
+    def _hardlink(self, action: Action) -> None:
+        assert action.link_to is not None
+        self._place(action, lambda path: os.link(action.link_to, path, follow_symlinks=False))
+        self.stats.links += 1
+        self.sink.finished(action, None, 0)
+
+    def _special(self, action: Action) -> None:
+        src = action.src
+        assert src is not None
+        self._place(action, lambda path: os.mknod(path, 0o600 | _NODE_TYPES[src.kind], src.rdev))
+        self.meta.apply_path(action.dst, src, action.existing)
+        self.stats.specials += 1
+        self.sink.finished(action, None, 0)
+
+    # --- helpers -------------------------------------------------------------------------------
+
+    def _place(self, action: Action, make) -> None:
+        """Create a non-file entry: directly when the name is free, else beside it and renamed over."""
+        existing = action.existing
+        if existing is not None and existing.kind is Kind.DIR:
+            raise FileError(f"{action.dst}: is a folder, not replaced by a {action.src.kind}")
+        if existing is None:
+            make(action.dst)
+        else:
+            make_beside(action.dst, make)
+        self._after_write(action.dst)
+
+    def _after_write(self, dst: str) -> None:
+        if self.config.fsync:
+            self._synced_dirs.add(os.path.dirname(dst) or ".")
+
+    def _close_dirs_not_above(self, rel: str | None) -> None:
+        """Finish folders the plan has left: everything in them is written, so set their metadata."""
+        while self._open_dirs:
+            top = self._open_dirs[-1].rel
+            if rel is not None and rel != "" and (top == "" or rel.startswith(top + "/")):
+                return  # still inside that folder
+            self._finish_dir(self._open_dirs.pop())
+        if rel is None and self._synced_dirs:
+            for path in sorted(self._synced_dirs, reverse=True):
+                fsync_dir(path)
+            self._synced_dirs.clear()
+
+    def _finish_dir(self, action: Action) -> None:
+        try:
+            fd = os.open(action.dst, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            try:
+                self._warn_all(self.meta.apply_fd(fd, action.src, action.existing))
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            self._fail(action, exc)
+
+    def _warn_all(self, warnings: list[str]) -> None:
+        for w in warnings:
+            self.sink.warned(w)
+
+
+_HANDLERS = {
+    Op.SKIP: Executor._skip,
+    Op.COPY: Executor._copy,
+    Op.UPDATE: Executor._copy,
+    Op.MKDIR: Executor._mkdir,
+    Op.SYMLINK: Executor._symlink,
+    Op.HARDLINK: Executor._hardlink,
+    Op.SPECIAL: Executor._special,
+}

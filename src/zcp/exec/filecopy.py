@@ -1,0 +1,32 @@
+"""Copy one regular file's bytes into an open destination fd, trying kernel paths in plan order."""
+
+from __future__ import annotations
+
+from zcp.config import Method
+from zcp.errors import MethodUnavailable, Unsupported
+from zcp.syscalls import COPIERS, Capabilities, Progress, copy_file_data, reflink
+
+
+def copy_bytes(methods: tuple[Method, ...], src_fd: int, dst_fd: int, size: int, sparse: bool,
+               devices: tuple[int, int], caps: Capabilities, progress: Progress | None) -> tuple[Method, int]:
+    """Run the first method that works; returns (method used, bytes moved).
+
+    A method is left for the next only when it wrote nothing (Unsupported); the device pair then
+    remembers it so later files skip the attempt. Any other failure is the file's failure.
+    """
+    refusals = []
+    for method in methods:
+        if caps.is_known_unsupported(method, *devices):
+            refusals.append(f"{method}: unsupported here")
+            continue
+        try:
+            if method is Method.REFLINK:
+                reflink(src_fd, dst_fd)
+                if progress:
+                    progress(size)
+                return method, size
+            return method, copy_file_data(COPIERS[method], src_fd, dst_fd, size, sparse, progress)
+        except Unsupported as exc:
+            caps.mark_unsupported(method, *devices)
+            refusals.append(str(exc))
+    raise MethodUnavailable("no kernel path could copy it (" + "; ".join(refusals) + ")")

@@ -1,0 +1,82 @@
+"""Carry metadata over, after the data, explicitly: owner, mode, xattrs, times.
+
+Order matters: chown clears setuid/setgid bits, so mode comes after it; times come last because
+setting xattrs or mode does not touch mtime but writing data does.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from dataclasses import dataclass
+
+from zcp.config import Preserve
+from zcp.model import Entry
+
+# Errors that mean "this filesystem cannot hold that attribute": reported once as a warning.
+_XATTR_UNSUPPORTED = frozenset({errno.ENOTSUP, errno.EOPNOTSUPP, errno.EPERM, errno.EACCES})
+
+
+def current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+@dataclass(frozen=True)
+class MetadataPolicy:
+    preserve: Preserve
+    is_root: bool
+    umask: int
+
+    def mode_for(self, src: Entry, existing: Entry | None) -> int:
+        """cp's rule without -p: a new file gets the source mode less the umask; an old one keeps its mode."""
+        if self.preserve.mode:
+            return src.mode
+        if existing is not None and existing.kind is src.kind:
+            return existing.mode
+        return src.mode & ~self.umask & 0o7777
+
+    def apply_fd(self, fd: int, src: Entry, existing: Entry | None, src_fd: int | None = None) -> list[str]:
+        """Apply metadata to an open file or folder; returns warnings (xattrs the target cannot hold)."""
+        if self.preserve.owner and self.is_root:
+            os.fchown(fd, src.uid, src.gid)
+        os.fchmod(fd, self.mode_for(src, existing))
+        warnings = copy_xattrs(src_fd if src_fd is not None else src.path, fd) if self.preserve.xattrs else []
+        if self.preserve.times:
+            os.utime(fd, ns=(src.atime_ns, src.mtime_ns))
+        return warnings
+
+    def apply_link(self, path: str, src: Entry) -> None:
+        """Symlinks: owner and times of the link itself (no mode on Linux, never follow it)."""
+        if self.preserve.owner and self.is_root:
+            os.lchown(path, src.uid, src.gid)
+        if self.preserve.times:
+            os.utime(path, ns=(src.atime_ns, src.mtime_ns), follow_symlinks=False)
+
+    def apply_path(self, path: str, src: Entry, existing: Entry | None) -> None:
+        """Specials (FIFOs, devices): by path, since opening them is not an option."""
+        if self.preserve.owner and self.is_root:
+            os.chown(path, src.uid, src.gid, follow_symlinks=False)
+        os.chmod(path, self.mode_for(src, existing), follow_symlinks=True)
+        if self.preserve.times:
+            os.utime(path, ns=(src.atime_ns, src.mtime_ns), follow_symlinks=False)
+
+
+def copy_xattrs(src: int | str, dst_fd: int) -> list[str]:
+    """Copy every extended attribute; returns warnings for those the destination refused."""
+    try:
+        names = os.listxattr(src, follow_symlinks=False) if isinstance(src, str) else os.listxattr(src)
+    except OSError as exc:
+        if exc.errno in _XATTR_UNSUPPORTED:
+            return []
+        raise
+    warnings = []
+    for name in names:
+        try:
+            os.setxattr(dst_fd, name, os.getxattr(src, name))
+        except OSError as exc:
+            if exc.errno not in _XATTR_UNSUPPORTED:
+                raise
+            warnings.append(f"xattr {name} not kept: {exc.strerror}")
+    return warnings

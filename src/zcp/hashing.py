@@ -1,0 +1,210 @@
+"""xxh3-128 digests of file contents, over mmap under a read lease or over positional reads.
+
+Touching a mapped page after another process truncated the file raises SIGBUS, which kills
+CPython. So a file is only mapped while we hold a read lease (F_SETLEASE F_RDLCK): the kernel then
+makes any writer or truncater wait in open()/truncate() until we let go. Between chunks we ask the
+kernel whether such a writer is waiting; if so we stop touching the map, let go and report
+SourceChanged. Whenever a lease cannot be had, the content is read with pread instead.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import mmap
+import os
+import signal
+import stat
+from collections.abc import Callable
+
+import xxhash
+
+from zcp.errors import SourceChanged
+
+DIGEST_SIZE = 16
+
+Progress = Callable[[int], None]  # called with the number of bytes just hashed
+_Sink = Callable[[memoryview], None]
+
+# Below this size reads beat mmap's fixed cost (lease, map, fault, unmap): measured on a hot ext4
+# page cache, mmap is 20% slower at 1 MiB and 1.6x faster at 2 MiB. (On tmpfs reads stay close.)
+MMAP_MIN_SIZE = 2 << 20
+# Each mapped window: large enough that mmap/munmap cost vanishes, small enough that progress
+# moves and that a waiting writer is noticed within milliseconds.
+MMAP_CHUNK = 32 << 20
+READ_CHUNK = 1 << 20
+UNKNOWN_SIZE_CHUNK = 64 << 10  # procfs files and pipes: small, or a pipe's capacity per read
+
+# F_SETLEASE errors that mean "no lease here" rather than a broken fd: the file is open for
+# writing somewhere (EAGAIN), we are neither its owner nor CAP_LEASE (EACCES, EPERM), or the
+# filesystem or /proc/sys/fs/leases-enable says no (EINVAL, ENOLCK).
+_NO_LEASE_ERRNOS = frozenset({errno.EAGAIN, errno.EACCES, errno.EPERM, errno.EINVAL, errno.ENOLCK})
+
+
+def prepare_signals() -> None:
+    """Ignore SIGIO, the lease-break signal, whose default action ends the process.
+
+    Call once from the main thread at start-up. Until SIGIO is ignored or handled, hash_fd takes
+    no lease and therefore never maps a file.
+    """
+    signal.signal(signal.SIGIO, signal.SIG_IGN)
+
+
+def hash_fd(fd: int, size: int | None = None, progress: Progress | None = None) -> bytes:
+    """xxh3-128 of the fd's content from offset 0; with ``size``, SourceChanged unless it has that length.
+
+    Positional reads leave the fd's offset alone; a pipe or other unseekable fd is read from
+    where it stands until EOF.
+    """
+    hasher = xxhash.xxh3_128()
+    _feed(fd, size, hasher.update, progress)
+    return hasher.digest()
+
+
+def hash_path(path: str, progress: Progress | None = None, *, follow_symlinks: bool = False) -> bytes:
+    """xxh3-128 of a regular file's content until EOF; SourceChanged if its size or mtime moved meanwhile."""
+    flags = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK  # O_NONBLOCK: a FIFO must not block the open
+    if not follow_symlinks:
+        flags |= os.O_NOFOLLOW
+    fd = os.open(path, flags)
+    try:
+        before = os.fstat(fd)
+        if stat.S_ISDIR(before.st_mode):
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), path)
+        if not stat.S_ISREG(before.st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", path)
+        try:
+            digest = hash_fd(fd, None, progress)
+        except SourceChanged as exc:
+            raise SourceChanged(f"{path}: {exc}") from None
+        after = os.fstat(fd)
+        if (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns):
+            raise SourceChanged(f"{path}: changed while it was hashed")
+        return digest
+    finally:
+        os.close(fd)
+
+
+def hash_bytes(data: bytes | bytearray | memoryview) -> bytes:
+    return xxhash.xxh3_128_digest(data)
+
+
+def hex_digest(digest: bytes) -> str:
+    """Canonical (big-endian) hex, as ``xxhsum -H2`` prints it."""
+    return digest.hex()
+
+
+def block_hashes(fd: int, size: int, block_size: int) -> list[bytes]:
+    """xxh3-128 of each ``block_size`` block of the first ``size`` bytes (the last one short), for delta sync."""
+    if block_size <= 0:
+        raise ValueError(f"block size must be positive, not {block_size}")
+    digests: list[bytes] = []
+    hasher = xxhash.xxh3_128()
+    filled = 0
+
+    def sink(view: memoryview) -> None:
+        nonlocal filled
+        while view:
+            take = min(block_size - filled, len(view))
+            hasher.update(view[:take])
+            filled += take
+            view = view[take:]
+            if filled == block_size:
+                digests.append(hasher.digest())
+                hasher.reset()
+                filled = 0
+
+    _feed(fd, size, sink, None)
+    if filled:
+        digests.append(hasher.digest())
+    return digests
+
+
+def read_back_digest(fd: int, size: int, progress: Progress | None = None) -> bytes:
+    """Digest of what storage returns for a just-written file (``fd`` must be readable).
+
+    fdatasync makes the data durable, so that POSIX_FADV_DONTNEED may drop the now clean pages
+    from the page cache and the hash reads them back through the filesystem and the device.
+    Not guaranteed: DONTNEED is advisory and keeps pages that are mapped, locked or dirtied again
+    by someone else; a device's own cache may answer instead of its media; tmpfs (and ramfs) have
+    no backing store, so there the page cache *is* the storage and the same pages are hashed.
+    """
+    os.fdatasync(fd)
+    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    return hash_fd(fd, size, progress)
+
+
+def _feed(fd: int, size: int | None, sink: _Sink, progress: Progress | None) -> None:
+    """Pass the content of fd to ``sink`` in order; SourceChanged if ``size`` is given and not met."""
+    st = os.fstat(fd)
+    regular = stat.S_ISREG(st.st_mode)
+    expected = st.st_size if size is None else size
+    if regular and expected >= MMAP_MIN_SIZE and _take_lease(fd):
+        try:
+            # No writer can exist while we hold the lease, so this size is stable.
+            length = os.fstat(fd).st_size
+            if size is not None and length != size:
+                raise SourceChanged(f"size is {length} bytes, expected {size}")
+            _feed_mapped(fd, length, sink, progress)
+        finally:
+            fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_UNLCK)
+        return
+    positional = regular or stat.S_ISBLK(st.st_mode)
+    _feed_read(fd, size, expected, positional, sink, progress)
+
+
+def _take_lease(fd: int) -> bool:
+    if signal.getsignal(signal.SIGIO) in (signal.SIG_DFL, None):
+        return False  # a lease break would deliver a deadly SIGIO
+    try:
+        fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_RDLCK)
+    except OSError as exc:
+        if exc.errno in _NO_LEASE_ERRNOS:
+            return False
+        raise
+    return True
+
+
+def _writer_waiting(fd: int) -> bool:
+    # While a lease break is pending, F_GETLEASE reports the type the lease must drop to.
+    return fcntl.fcntl(fd, fcntl.F_GETLEASE) != fcntl.F_RDLCK
+
+
+def _feed_mapped(fd: int, length: int, sink: _Sink, progress: Progress | None) -> None:
+    for start in range(0, length, MMAP_CHUNK):
+        if _writer_waiting(fd):
+            raise SourceChanged("opened for writing while it was hashed")
+        count = min(MMAP_CHUNK, length - start)
+        with mmap.mmap(fd, count, prot=mmap.PROT_READ, offset=start) as window:
+            window.madvise(mmap.MADV_SEQUENTIAL)
+            with memoryview(window) as view:  # released before the window is unmapped
+                sink(view)
+        if progress:
+            progress(count)
+
+
+def _feed_read(
+    fd: int, size: int | None, expected: int, positional: bool, sink: _Sink, progress: Progress | None
+) -> None:
+    # Read one byte past the expected size, so that a file that grew (or ends later than its
+    # st_size says) is noticed, and size the buffer to the file: zeroing a big one costs more
+    # than hashing a small file.
+    cap = None if size is None else size + 1
+    buffer = bytearray(min(READ_CHUNK, expected + 1 if expected else UNKNOWN_SIZE_CHUNK))
+    whole = memoryview(buffer)
+    if positional and cap is not None and cap > READ_CHUNK:
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)
+    done = 0
+    while cap is None or done < cap:
+        want = len(buffer) if cap is None else min(len(buffer), cap - done)
+        target = whole[:want]
+        got = os.preadv(fd, [target], done) if positional else os.readv(fd, [target])
+        if got == 0:
+            break
+        sink(whole[:got])
+        done += got
+        if progress:
+            progress(got)
+    if size is not None and done != size:
+        change = "grew" if done > size else "shrank"
+        raise SourceChanged(f"{change} while it was hashed: expected {size} bytes")

@@ -1,0 +1,1 @@
+"""Planning: walk the trees, pair entries, decide per entry. Reads metadata, never writes."""

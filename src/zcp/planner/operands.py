@@ -1,0 +1,101 @@
+"""Turn the command line's SRC... DST into transfers, refusing impossible ones before anything is written.
+
+Naming rule (rsync's trailing slash, cp's behaviour otherwise):
+- ``SRC/`` (trailing slash) means the folder's contents: they go into DST itself.
+- ``SRC`` goes to ``DST/basename(SRC)`` when DST is a folder target: an existing folder, a name
+  ending in ``/``, or any DST when there are several sources; otherwise DST is the copy itself.
+- A missing DST folder target is created (one level); its parent must exist.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from zcp.errors import UsageError
+from zcp.model import Entry, Kind
+
+
+@dataclass(frozen=True)
+class Transfer:
+    src: Entry  # the operand, stat'ed (a symlink operand is followed unless links are preserved)
+    dst: str  # where that entry lands
+
+
+@dataclass(frozen=True)
+class Operands:
+    transfers: list[Transfer]
+    create_folder: str | None  # a missing folder target, made before the first transfer
+
+
+def resolve(sources: list[str], dest: str, *, recursive: bool, keep_links: bool) -> Operands:
+    if not sources:
+        raise UsageError("missing destination operand (usage: zcp [OPTIONS] SRC... DST)")
+    into_folder = dest.endswith("/") or os.path.isdir(dest) or len(sources) > 1
+    if into_folder:
+        _check_folder_target(dest)
+    else:
+        _check_parent(dest)
+    transfers = [_transfer(src, dest, into_folder, recursive, keep_links) for src in sources]
+    seen: dict[str, str] = {}
+    for t in transfers:
+        norm = os.path.normpath(t.dst)
+        if norm in seen:
+            raise UsageError(f"'{seen[norm]}' and '{t.src.path}' would both be written to '{t.dst}'")
+        seen[norm] = t.src.path
+    needs_folder = into_folder and not os.path.isdir(dest) and any(t.dst != dest for t in transfers)
+    return Operands(transfers, dest if needs_folder else None)
+
+
+def _transfer(src: str, dest: str, into_folder: bool, recursive: bool, keep_links: bool) -> Transfer:
+    contents = src.endswith("/")
+    entry = _stat_operand(src, follow=contents or not keep_links)
+    if entry.kind is Kind.DIR and not recursive:
+        raise UsageError(f"'{src}' is a folder: use -r or -a to copy folders")
+    if contents and entry.kind is Kind.DIR:
+        dst = dest
+    elif into_folder:
+        name = os.path.basename(os.path.normpath(src))
+        if name in ("", ".", ".."):
+            raise UsageError(f"cannot name a copy of '{src}': give '{src}/' to copy its contents")
+        dst = os.path.join(dest, name)
+    else:
+        dst = dest
+    _refuse_self_copy(entry, dst)
+    return Transfer(entry, dst)
+
+
+def _stat_operand(path: str, follow: bool) -> Entry:
+    try:
+        st = os.stat(path) if follow else os.lstat(path)
+    except OSError as exc:
+        raise UsageError(f"cannot read '{path}': {exc.strerror}") from None
+    return Entry.from_stat(path, st)
+
+
+def _check_folder_target(dest: str) -> None:
+    if os.path.isdir(dest):
+        return
+    if os.path.lexists(dest):
+        raise UsageError(f"target '{dest}' is not a folder")
+    _check_parent(dest.rstrip("/") or "/")
+
+
+def _check_parent(dest: str) -> None:
+    parent = os.path.dirname(os.path.normpath(dest)) or "."
+    if not os.path.isdir(parent):
+        raise UsageError(f"cannot create '{dest}': folder '{parent}' does not exist")
+
+
+def _refuse_self_copy(src: Entry, dst: str) -> None:
+    try:
+        st = os.stat(dst)
+    except OSError:
+        st = None
+    if st is not None and (st.st_dev, st.st_ino) == (src.dev, src.ino):
+        raise UsageError(f"'{src.path}' and '{dst}' are the same file")
+    if src.kind is Kind.DIR:
+        real_src = os.path.realpath(src.path)
+        real_dst = os.path.realpath(dst)
+        if os.path.commonpath([real_src, real_dst]) == real_src:
+            raise UsageError(f"cannot copy folder '{src.path}' into itself, '{dst}'")

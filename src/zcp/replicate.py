@@ -1,0 +1,33 @@
+"""One local replication run: operands -> transfers -> plan -> executor. No display here."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+from zcp.config import Config
+from zcp.exec.events import Sink, Stats
+from zcp.exec.executor import Executor
+from zcp.model import Action
+from zcp.planner.operands import Operands, resolve
+from zcp.planner.plan import Planner
+from zcp.planner.walk import OnError
+
+
+def plan_actions(operands: Operands, config: Config, on_error: OnError) -> Iterator[Action]:
+    """The run's actions, streamed."""
+    planner = Planner(config, excluder=None, on_error=on_error)
+    return (action for t in operands.transfers for action in planner.plan(t))
+
+
+def resolve_operands(sources: list[str], dest: str, config: Config) -> Operands:
+    """Operand errors raise here, before anything is written."""
+    return resolve(sources, dest, recursive=config.recursive, keep_links=config.preserve.links)
+
+
+def replicate(sources: list[str], dest: str, config: Config, sink: Sink) -> Stats:
+    operands = resolve_operands(sources, dest, config)
+    executor = Executor(config, sink)
+    if operands.create_folder:
+        os.mkdir(operands.create_folder)
+    return executor.run(plan_actions(operands, config, executor.note_walk_error))

@@ -1,0 +1,368 @@
+"""`zcp - DEST`: receive a tar stream into a folder, or raw bytes into a file (docs/stream-format.md).
+
+Nothing is ever written outside DEST: folders are reached through ConfinedDir (the kernel refuses
+symlinks and escapes), leaves are created under a temp name in their folder and renamed into place
+only once complete, verified and stamped with their metadata. A failure removes the temp name.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import secrets
+import stat
+import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from typing import Literal
+
+from zcp.config import Method
+from zcp.errors import SourceChanged, StreamError, UsageError, ZcpError, describe
+from zcp.hashing import hash_fd, hex_digest
+from zcp.model import Kind
+from zcp.stream import pax
+from zcp.stream.confine import ConfinedDir, Parts, display, split_name
+from zcp.stream.members import Member, TarReader
+from zcp.stream.transfer import body_methods, move, read_exact, write_all
+from zcp.syscalls import Progress
+
+Format = Literal["auto", "tar", "raw"]
+
+_NEW_FILE = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+_SUID_BITS = stat.S_ISUID | stat.S_ISGID | stat.S_ISVTX
+_DEVICE_TYPES = {Kind.CHAR: stat.S_IFCHR, Kind.BLOCK: stat.S_IFBLK}
+
+
+@dataclass
+class ReceiveStats:
+    format: Literal["tar", "raw"] = "tar"
+    zcp: bool = False  # the stream came from zcp (global header with ZCP.version)
+    entries: int = 0
+    files: int = 0
+    bytes: int = 0  # body bytes written
+    verified: int = 0  # files whose ZCP.xxh3_128 matched
+    by_method: Counter[Method] = field(default_factory=Counter)
+
+
+@dataclass(frozen=True)
+class _Options:
+    allow_devices: bool
+    keep_perms: bool
+    preserve_owner: bool
+    progress: Progress | None
+
+
+def receive(
+    in_fd: int,
+    dest: str,
+    *,
+    fmt: Format = "auto",
+    allow_devices: bool = False,
+    keep_perms: bool = False,
+    preserve_owner: bool = os.geteuid() == 0,
+    progress: Progress | None = None,
+) -> ReceiveStats:
+    """Read a stream from ``in_fd`` into ``dest`` following the tar-vs-raw rule.
+
+    DEST is a folder when it exists as one or ends with '/' (then it is created): a tar stream is
+    unpacked into it. Otherwise DEST names a file: a zcp stream holding one regular file becomes
+    that file; any other stream is written raw as that file, never unpacked.
+    """
+    options = _Options(allow_devices, keep_perms, preserve_owner, progress)
+    to_folder = dest.endswith("/") or os.path.isdir(dest)
+    try:
+        if fmt == "raw":
+            if to_folder:
+                raise UsageError(f"{dest}: raw data needs a file name, not a folder")
+            return _receive_raw(in_fd, dest, b"", options)
+        if fmt == "tar":
+            return _unpack(TarReader(in_fd), dest, options)
+        first = read_exact(in_fd, pax.BLOCK)
+        if to_folder:
+            if not pax.is_tar_header(first):
+                raise StreamError("not a tar stream; give a file name to receive raw bytes")
+            return _unpack(TarReader(in_fd, first), dest, options)
+        peeked, is_zcp = _sniff_zcp(in_fd, first)
+        if is_zcp:
+            return _receive_single(TarReader(in_fd, peeked), dest, options)
+        return _receive_raw(in_fd, dest, peeked, options)
+    except OSError as exc:
+        raise _dest_error(exc) from exc
+
+
+def _sniff_zcp(in_fd: int, first: bytes) -> tuple[bytes, bool]:
+    """Whether the stream opens with zcp's global header; returns every byte read to find out."""
+    if not pax.is_tar_header(first):
+        return first, False
+    header = pax.decode_header(first)
+    if header.typeflag != pax.PAX_GLOBAL or not 0 <= header.size <= pax.MAX_META_SIZE:
+        return first, False
+    peeked = first + read_exact(in_fd, header.size + pax.padding(header.size))
+    try:
+        records = pax.decode_records(peeked[pax.BLOCK : pax.BLOCK + header.size])
+    except StreamError:
+        return peeked, False
+    return peeked, pax.KEY_VERSION in records
+
+
+def _unpack(reader: TarReader, dest: str, options: _Options) -> ReceiveStats:
+    if not os.path.isdir(dest):
+        os.mkdir(dest)
+    with ConfinedDir.open(dest) as root:
+        unpacker = _Unpacker(reader, root, options)
+        unpacker.run()
+        return unpacker.stats
+
+
+def _receive_single(reader: TarReader, dest: str, options: _Options) -> ReceiveStats:
+    """A zcp stream to a file name: exactly one regular file, verified, becomes DEST."""
+    member = reader.next()
+    if member is None or member.kind is not Kind.FILE or member.hardlink:
+        raise StreamError(f"{dest}: the stream holds a tree, not one file; end DEST with '/' to unpack it")
+    stats = ReceiveStats(zcp=True)
+    parent, leaf = os.path.split(dest)
+    parent_fd = os.open(parent or ".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        files = _FileReceiver(reader, stats, options)
+        with _temporary(parent_fd, leaf) as tmp:
+            files.receive(parent_fd, tmp, member)
+            if reader.next() is not None:
+                raise StreamError(f"{dest}: the stream holds several entries; end DEST with '/' to unpack it")
+            reader.drain()
+            os.rename(tmp, leaf, src_dir_fd=parent_fd, dst_dir_fd=parent_fd)
+    finally:
+        os.close(parent_fd)
+    stats.entries = 1
+    return stats
+
+
+def _receive_raw(in_fd: int, dest: str, peeked: bytes, options: _Options) -> ReceiveStats:
+    """Bytes as they come: what was peeked first, then the rest of the stream by a kernel copy."""
+    stats = ReceiveStats(format="raw", entries=1, files=1)
+    parent, leaf = os.path.split(dest)
+    parent_fd = os.open(parent or ".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        with _temporary(parent_fd, leaf) as tmp:
+            fd = os.open(tmp, _NEW_FILE, 0o666, dir_fd=parent_fd)
+            try:
+                write_all(fd, peeked)
+                rest = move(in_fd, fd, None, None, len(peeked), body_methods(in_fd, fd), stats.by_method, options.progress)
+                stats.bytes = len(peeked) + rest
+                with suppress(FileNotFoundError):  # replacing a file keeps its permissions, like `cat >`
+                    existing = os.stat(leaf, dir_fd=parent_fd, follow_symlinks=False)
+                    if stat.S_ISREG(existing.st_mode):
+                        os.fchmod(fd, stat.S_IMODE(existing.st_mode))
+            finally:
+                os.close(fd)
+            os.rename(tmp, leaf, src_dir_fd=parent_fd, dst_dir_fd=parent_fd)
+    finally:
+        os.close(parent_fd)
+    return stats
+
+
+class _FileReceiver:
+    """Writes one regular file's body from the stream to a new file and checks it."""
+
+    def __init__(self, reader: TarReader, stats: ReceiveStats, options: _Options):
+        self.reader = reader
+        self.stats = stats
+        self.options = options
+        self._methods: tuple[Method, ...] = ()
+
+    def receive(self, parent_fd: int, tmp: str, member: Member) -> None:
+        """The body into ``tmp`` (created, must not exist), verified, with its metadata."""
+        fd = os.open(tmp, _NEW_FILE, 0o600, dir_fd=parent_fd)
+        try:
+            if member.size:
+                self._methods = self._methods or body_methods(self.reader.fd, fd)
+                try:
+                    move(self.reader.fd, fd, member.size, None, 0, self._methods, self.stats.by_method, self.options.progress)
+                except SourceChanged:
+                    raise StreamError(f"truncated stream: it ends inside the body of {member.name!r}") from None
+            self.reader.end_body(member)
+            if member.digest is not None:
+                # Hashed from the written file (page cache) rather than while receiving: the body
+                # never passes through user space, so splice keeps it zero-copy.
+                try:
+                    got = hash_fd(fd, member.size)
+                except SourceChanged:
+                    raise StreamError(f"{member.name!r} changed while it was received") from None
+                if got != member.digest:
+                    raise StreamError(
+                        f"hash mismatch for {member.name!r}: stream says {hex_digest(member.digest)}, got {hex_digest(got)}"
+                    )
+                self.stats.verified += 1
+            apply_fd_metadata(fd, member, self.options)
+        finally:
+            os.close(fd)
+        self.stats.files += 1
+        self.stats.bytes += member.size
+
+
+class _Unpacker:
+    """Each member of a tar stream created beneath DEST; folder metadata applied at the end."""
+
+    def __init__(self, reader: TarReader, root: ConfinedDir, options: _Options):
+        self.reader = reader
+        self.root = root
+        self.options = options
+        self.stats = ReceiveStats()
+        self.files = _FileReceiver(reader, self.stats, options)
+        self.seen: dict[Parts, Kind] = {(): Kind.DIR}  # what each name is in this stream
+        self.received: set[Parts] = set()  # non-folders created: the only valid hard link targets
+        self.folders: dict[Parts, Member] = {}  # metadata to apply once their content is in
+
+    def run(self) -> None:
+        while (member := self.reader.next()) is not None:
+            self.stats.entries += 1
+            self._entry(member)
+        self.stats.zcp = self.reader.is_zcp
+        self._finish_folders()
+        self.reader.drain()
+
+    def _entry(self, member: Member) -> None:
+        parts = split_name(member.name)
+        if member.hardlink:
+            self._hardlink(parts, member)
+        elif member.kind is Kind.DIR:
+            self._claim(parts, Kind.DIR)
+            self._folder(parts, member)
+        else:
+            self._claim(parts, member.kind)
+            if not parts:
+                raise StreamError("refusing an entry that names the destination folder itself")
+            if member.kind is Kind.FILE:
+                self._file(parts, member)
+            elif member.kind is Kind.SYMLINK:
+                self._symlink(parts, member)
+            else:
+                self._special(parts, member)
+            self.received.add(parts)
+
+    def _claim(self, parts: Parts, kind: Kind) -> None:
+        """Record what ``parts`` is; one name cannot be two types in one stream."""
+        for depth in range(1, len(parts)):
+            above = self.seen.setdefault(parts[:depth], Kind.DIR)
+            if above is not Kind.DIR:
+                raise StreamError(f"{display(parts[:depth])!r} is a {above} in this stream, not a folder for {display(parts)!r}")
+        earlier = self.seen.setdefault(parts, kind)
+        if earlier is not kind:
+            raise StreamError(f"{display(parts)!r} appears twice in the stream, as a {earlier} and as a {kind}")
+
+    def _file(self, parts: Parts, member: Member) -> None:
+        parent = self.root.folder(parts[:-1], create=True)
+        with _temporary(parent, parts[-1]) as tmp:
+            self.files.receive(parent, tmp, member)
+            os.rename(tmp, parts[-1], src_dir_fd=parent, dst_dir_fd=parent)
+
+    def _folder(self, parts: Parts, member: Member) -> None:
+        self.reader.skip_body(member)
+        if parts:
+            parent = self.root.folder(parts[:-1], create=True)
+            with suppress(FileExistsError):
+                os.mkdir(parts[-1], 0o700, dir_fd=parent)  # opened up in _finish_folders
+            self.root.folder(parts, create=False)  # refuses a symlink or a non-folder already there
+        self.folders[parts] = member
+
+    def _symlink(self, parts: Parts, member: Member) -> None:
+        self.reader.skip_body(member)
+        if not member.linkname or "\x00" in member.linkname:
+            raise StreamError(f"bad symlink target for {member.name!r}")
+        parent = self.root.folder(parts[:-1], create=True)
+        with _temporary(parent, parts[-1]) as tmp:
+            os.symlink(member.linkname, tmp, dir_fd=parent)
+            self._stamp(parent, tmp, member, follow=False)
+            os.rename(tmp, parts[-1], src_dir_fd=parent, dst_dir_fd=parent)
+
+    def _special(self, parts: Parts, member: Member) -> None:
+        self.reader.skip_body(member)
+        if not self.options.allow_devices:
+            raise StreamError(f"refusing {member.kind} entry {member.name!r}: devices and FIFOs are not allowed")
+        if member.kind is Kind.FIFO:
+            device, node_type = 0, stat.S_IFIFO
+        elif member.kind in _DEVICE_TYPES and os.geteuid() == 0:
+            if not (0 <= member.devmajor < 1 << 12 and 0 <= member.devminor < 1 << 20):
+                raise StreamError(f"bad device number for {member.name!r}")
+            device, node_type = os.makedev(member.devmajor, member.devminor), _DEVICE_TYPES[member.kind]
+        else:
+            raise StreamError(f"refusing {member.kind} entry {member.name!r}: device files need root")
+        parent = self.root.folder(parts[:-1], create=True)
+        with _temporary(parent, parts[-1]) as tmp:
+            os.mknod(tmp, node_type | 0o600, device, dir_fd=parent)
+            self._stamp(parent, tmp, member, follow=True)
+            os.rename(tmp, parts[-1], src_dir_fd=parent, dst_dir_fd=parent)
+
+    def _hardlink(self, parts: Parts, member: Member) -> None:
+        self.reader.skip_body(member)
+        target = split_name(member.linkname)
+        if target not in self.received:
+            raise StreamError(f"refusing hard link {member.name!r} to {member.linkname!r}: not received before it")
+        self._claim(parts, self.seen[target])
+        if target == parts:
+            return
+        target_parent = self.root.open_folder(target[:-1])
+        try:
+            parent = self.root.folder(parts[:-1], create=True)
+            with _temporary(parent, parts[-1]) as tmp:
+                os.link(target[-1], tmp, src_dir_fd=target_parent, dst_dir_fd=parent, follow_symlinks=False)
+                os.rename(tmp, parts[-1], src_dir_fd=parent, dst_dir_fd=parent)
+                # rename() does nothing when both names are already links to one inode.
+                with suppress(FileNotFoundError):
+                    os.unlink(tmp, dir_fd=parent)
+        finally:
+            os.close(target_parent)
+        self.received.add(parts)
+
+    def _stamp(self, parent: int, name: str, member: Member, *, follow: bool) -> None:
+        """Metadata of a node that cannot be opened for it (symlink, FIFO, device): by name, in our temp."""
+        if self.options.preserve_owner:
+            os.chown(name, member.uid, member.gid, dir_fd=parent, follow_symlinks=False)
+        if follow:  # chmod on a symlink is meaningless (and unsupported on Linux)
+            os.chmod(name, _mode(member, self.options), dir_fd=parent)
+        os.utime(name, ns=_times(member), dir_fd=parent, follow_symlinks=False)
+
+    def _finish_folders(self) -> None:
+        # Deepest first, so that setting a folder's mtime is not undone by work inside it.
+        for parts in sorted(self.folders, key=len, reverse=True):
+            fd = self.root.open_folder(parts)
+            try:
+                apply_fd_metadata(fd, self.folders[parts], self.options)
+            finally:
+                os.close(fd)
+
+
+def apply_fd_metadata(fd: int, member: Member, options: _Options) -> None:
+    if options.preserve_owner:
+        os.fchown(fd, member.uid, member.gid)
+    os.fchmod(fd, _mode(member, options))  # after chown, which clears set-id bits
+    os.utime(fd, ns=_times(member))
+
+
+def _mode(member: Member, options: _Options) -> int:
+    return member.mode if options.keep_perms else member.mode & ~_SUID_BITS
+
+
+def _times(member: Member) -> tuple[int, int]:
+    atime = member.atime_ns if member.atime_ns is not None else time.time_ns()
+    return atime, member.mtime_ns
+
+
+@contextmanager
+def _temporary(parent_fd: int, leaf: str) -> Iterator[str]:
+    """A fresh `.name.<random>.zcp` next to ``leaf``, removed if the block fails."""
+    stem = os.fsdecode(os.fsencode(leaf)[:200])  # room for the decoration within NAME_MAX
+    tmp = f".{stem}.{secrets.token_hex(4)}.zcp"
+    try:
+        yield tmp
+    except BaseException:
+        with suppress(FileNotFoundError):
+            os.unlink(tmp, dir_fd=parent_fd)
+        raise
+
+
+def _dest_error(exc: OSError) -> ZcpError:
+    if exc.errno == errno.ENAMETOOLONG:  # the stream names something this filesystem cannot hold
+        return StreamError(describe(exc))
+    return ZcpError(describe(exc))

@@ -1,0 +1,106 @@
+"""Moving stream bytes: exact header reads and writes, and bodies through the cheapest kernel path."""
+
+from __future__ import annotations
+
+import os
+import select
+from collections import Counter
+
+from zcp.config import Method
+from zcp.errors import BrokenPipe, Unsupported
+from zcp.syscalls import COPIERS, FdKind, Progress, classify
+
+
+def body_methods(src_fd: int, dst_fd: int) -> tuple[Method, ...]:
+    """Kernel paths that can move bytes from ``src_fd`` to ``dst_fd``, cheapest first."""
+    return method_chain(classify(src_fd)[0], *classify(dst_fd))
+
+
+def method_chain(src: FdKind, dst: FdKind, dst_append: bool) -> tuple[Method, ...]:
+    """Kernel paths from an fd of kind ``src`` to one of kind ``dst``, cheapest first.
+
+    Each later one is tried only when the earlier ones report Unsupported (nothing moved).
+    """
+    if dst_append:  # copy_file_range, sendfile and positional splice all refuse O_APPEND
+        return (Method.RW,)
+    chain: list[Method] = []
+    if src is FdKind.FILE and dst is FdKind.FILE:
+        chain += [Method.COPY_FILE_RANGE, Method.SENDFILE]
+    if FdKind.PIPE in (src, dst) and {src, dst} <= {FdKind.PIPE, FdKind.FILE, FdKind.SOCKET}:
+        chain.append(Method.SPLICE)
+    if src is FdKind.FILE and dst in (FdKind.PIPE, FdKind.SOCKET):
+        chain.append(Method.SENDFILE)
+    chain.append(Method.RW)
+    return tuple(chain)
+
+
+def move(
+    src_fd: int,
+    dst_fd: int,
+    length: int | None,
+    src_off: int | None,
+    dst_off: int | None,
+    methods: tuple[Method, ...],
+    used: Counter[Method],
+    progress: Progress | None = None,
+) -> int:
+    """Move ``length`` bytes (None: to EOF) with the first method that serves; count them in ``used``."""
+    for method in methods:
+        try:
+            moved = COPIERS[method](src_fd, dst_fd, length, src_off, dst_off, progress)
+        except Unsupported:
+            if method is methods[-1]:
+                raise
+            continue
+        except BrokenPipeError:
+            raise BrokenPipe("the reader of the stream went away (broken pipe)") from None
+        used[method] += moved
+        return moved
+    raise AssertionError("body_methods always ends with Method.RW")
+
+
+def write_all(fd: int, data: bytes) -> None:
+    """Write every byte (headers, padding): loop on short writes, poll on EAGAIN."""
+    view = memoryview(data)
+    while view:
+        try:
+            written = os.write(fd, view)
+        except BlockingIOError:
+            _wait(fd, select.POLLOUT)
+            continue
+        except BrokenPipeError:
+            raise BrokenPipe("the reader of the stream went away (broken pipe)") from None
+        view = view[written:]
+
+
+def read_exact(fd: int, length: int) -> bytes:
+    """Read exactly ``length`` bytes, fewer only at EOF. Never reads past them."""
+    data = bytearray()
+    while len(data) < length:
+        try:
+            chunk = os.read(fd, length - len(data))
+        except BlockingIOError:
+            _wait(fd, select.POLLIN)
+            continue
+        if not chunk:
+            break
+        data += chunk
+    return bytes(data)
+
+
+def discard(fd: int, length: int | None) -> int:
+    """Read and drop ``length`` bytes (None: until EOF) in bounded chunks; return how many."""
+    done = 0
+    while length is None or done < length:
+        want = 1 << 16 if length is None else min(1 << 16, length - done)
+        chunk = read_exact(fd, want)
+        done += len(chunk)
+        if len(chunk) < want:
+            break
+    return done
+
+
+def _wait(fd: int, events: int) -> None:
+    poller = select.poll()
+    poller.register(fd, events)
+    poller.poll()  # POLLERR/POLLHUP wake us too: the next call then reports the real error

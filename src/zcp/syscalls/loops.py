@@ -1,0 +1,322 @@
+"""The copy primitives: one exact loop per kernel path (design.md conventions 1 and 2).
+
+Every loop copies exactly ``length`` bytes (``None``: until EOF) and returns the count. An offset of
+``None`` uses and advances the fd's own position (pipes, sockets, O_APPEND files); an int means
+positional I/O. A loop raises ``Unsupported`` only while the destination is untouched and nothing was
+taken irreversibly from the source, so the caller may try the next method; after that every failure
+is a real ``OSError``. A source that ends before ``length`` raises ``SourceChanged``.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import select
+import stat
+import struct
+from collections.abc import Callable
+from typing import NoReturn
+
+from zcp.config import Method
+from zcp.errors import UNSUPPORTED_ERRNOS, SourceChanged, Unsupported
+
+Progress = Callable[[int], None]
+# copier(src_fd, dst_fd, length, src_off, dst_off, progress) -> bytes moved
+Copier = Callable[[int, int, int | None, int | None, int | None, Progress | None], int]
+
+# One call moves at most this much: glibc 2.41/2.42 mishandle larger counts, and it bounds the
+# time between progress reports.
+MAX_CALL = 1 << 30
+PIPE_SIZE = 1 << 20  # internal splice pipe, where the kernel lets us grow it
+RW_BUFFER = 1 << 20
+
+# <linux/fs.h>: _IOW(0x94, 9, int) and _IOW(0x94, 13, struct file_clone_range)
+FICLONE = 0x40049409
+FICLONERANGE = 0x4020940D
+_FILE_CLONE_RANGE = struct.Struct("=qQQQ")  # src_fd, src_offset, src_length, dest_offset
+
+
+def reflink(src_fd: int, dst_fd: int) -> None:
+    """Make ``dst_fd`` share all of ``src_fd``'s extents (copy-on-write); nothing is copied."""
+    try:
+        fcntl.ioctl(dst_fd, FICLONE, src_fd)
+    except OSError as exc:
+        _fail(Method.REFLINK, exc, committed=False)
+
+
+def reflink_range(src_fd: int, dst_fd: int, offset: int, length: int) -> None:
+    """Share ``length`` bytes at ``offset`` (same offset on both sides; length 0 means to EOF).
+
+    The kernel wants block-aligned ranges except for a range that ends at the source's EOF.
+    """
+    arg = _FILE_CLONE_RANGE.pack(src_fd, offset, length, offset)
+    try:
+        fcntl.ioctl(dst_fd, FICLONERANGE, arg)
+    except OSError as exc:
+        _fail(Method.REFLINK, exc, committed=False)
+
+
+def copy_file_range(
+    src_fd: int,
+    dst_fd: int,
+    length: int | None,
+    src_off: int | None,
+    dst_off: int | None,
+    progress: Progress | None = None,
+) -> int:
+    """In-kernel file-to-file copy (server-side copy on NFS/SMB, reflink on some filesystems)."""
+    return _run(
+        Method.COPY_FILE_RANGE,
+        lambda count, src_pos, dst_pos: os.copy_file_range(src_fd, dst_fd, count, src_pos, dst_pos),
+        src_fd,
+        dst_fd,
+        length,
+        src_off,
+        dst_off,
+        progress,
+        zero_first_is_unsupported=True,
+    )
+
+
+def sendfile(
+    src_fd: int,
+    dst_fd: int,
+    length: int | None,
+    src_off: int | None,
+    dst_off: int | None,
+    progress: Progress | None = None,
+) -> int:
+    """Page cache to a file, pipe or socket. The source must be a regular file."""
+    if not stat.S_ISREG(os.fstat(src_fd).st_mode):
+        raise Unsupported(Method.SENDFILE, errno.EINVAL, "the source is not a regular file")
+    if dst_off is not None:
+        # sendfile writes at the output's position; seeking a pipe or socket fails with ESPIPE.
+        os.lseek(dst_fd, dst_off, os.SEEK_SET)
+    return _run(
+        Method.SENDFILE,
+        lambda count, src_pos, _dst_pos: os.sendfile(dst_fd, src_fd, src_pos, count),
+        src_fd,
+        dst_fd,
+        length,
+        src_off,
+        dst_off,
+        progress,
+    )
+
+
+def splice(
+    src_fd: int,
+    dst_fd: int,
+    length: int | None,
+    src_off: int | None,
+    dst_off: int | None,
+    progress: Progress | None = None,
+) -> int:
+    """Move pages through a pipe: directly if either side is one, else through an internal pipe."""
+    if _is_pipe(src_fd) or _is_pipe(dst_fd):
+        return _run(
+            Method.SPLICE,
+            lambda count, src_pos, dst_pos: os.splice(src_fd, dst_fd, count, src_pos, dst_pos),
+            src_fd,
+            dst_fd,
+            length,
+            src_off,
+            dst_off,
+            progress,
+        )
+    return _splice_through_pipe(src_fd, dst_fd, length, src_off, dst_off, progress)
+
+
+def read_write(
+    src_fd: int,
+    dst_fd: int,
+    length: int | None,
+    src_off: int | None,
+    dst_off: int | None,
+    progress: Progress | None = None,
+) -> int:
+    """Plain read/write through one reused buffer: works on anything, the last fallback."""
+    if length == 0:
+        return 0
+    buffer = memoryview(bytearray(RW_BUFFER if length is None else min(RW_BUFFER, length)))
+    done = 0
+    while length is None or done < length:
+        chunk = buffer if length is None else buffer[: length - done]
+        try:
+            if src_off is None:
+                got = os.readv(src_fd, [chunk])
+            else:
+                got = os.preadv(src_fd, [chunk], src_off + done)
+        except BlockingIOError:
+            _wait(src_fd, select.POLLIN)
+            continue
+        except OSError as exc:
+            _fail(Method.RW, exc, committed=done > 0)
+        if got == 0:
+            if length is None:
+                break
+            raise _ended_early(Method.RW, src_off, done, length)
+        data = chunk[:got]
+
+        def write(sent: int, pos: int | None, data: memoryview = data) -> int:
+            return os.write(dst_fd, data[sent:]) if pos is None else os.pwrite(dst_fd, data[sent:], pos)
+
+        retractable = done == 0 and src_off is not None
+        _deliver(Method.RW, write, dst_fd, got, _at(dst_off, done), progress, retractable=retractable)
+        done += got
+    return done
+
+
+COPIERS: dict[Method, Copier] = {
+    Method.COPY_FILE_RANGE: copy_file_range,
+    Method.SENDFILE: sendfile,
+    Method.SPLICE: splice,
+    Method.RW: read_write,
+}
+
+
+def _run(
+    method: Method,
+    move: Callable[[int, int | None, int | None], int],
+    src_fd: int,
+    dst_fd: int,
+    length: int | None,
+    src_off: int | None,
+    dst_off: int | None,
+    progress: Progress | None,
+    *,
+    zero_first_is_unsupported: bool = False,
+) -> int:
+    """Drive a syscall that moves bytes from source to destination in one step (nothing in hand)."""
+    done = 0
+    while length is None or done < length:
+        count = MAX_CALL if length is None else min(MAX_CALL, length - done)
+        try:
+            moved = move(count, _at(src_off, done), _at(dst_off, done))
+        except BlockingIOError:
+            _wait(src_fd, select.POLLIN)
+            _wait(dst_fd, select.POLLOUT)
+            continue
+        except OSError as exc:
+            _fail(method, exc, committed=done > 0)
+        if moved == 0:
+            if done == 0 and zero_first_is_unsupported:
+                # procfs/sysfs report size 0 or the filesystem pair cannot do it: not an empty source.
+                raise Unsupported(method, errno.ENODATA, "copied 0 bytes at the start")
+            if length is None:
+                break
+            raise _ended_early(method, src_off, done, length)
+        done += moved
+        _report(progress, moved)
+    return done
+
+
+def _splice_through_pipe(
+    src_fd: int,
+    dst_fd: int,
+    length: int | None,
+    src_off: int | None,
+    dst_off: int | None,
+    progress: Progress | None,
+) -> int:
+    """Source -> internal pipe -> destination, draining the pipe after every fill."""
+    pipe_r, pipe_w = os.pipe()
+    try:
+        capacity = _grow_pipe(pipe_w)
+        done = 0
+        while length is None or done < length:
+            count = capacity if length is None else min(capacity, length - done)
+            try:
+                got = os.splice(src_fd, pipe_w, count, _at(src_off, done))
+            except BlockingIOError:
+                _wait(src_fd, select.POLLIN)
+                continue
+            except OSError as exc:
+                _fail(Method.SPLICE, exc, committed=done > 0)
+            if got == 0:
+                if length is None:
+                    break
+                raise _ended_early(Method.SPLICE, src_off, done, length)
+
+            def write(sent: int, pos: int | None, got: int = got) -> int:
+                return os.splice(pipe_r, dst_fd, got - sent, None, pos)
+
+            retractable = done == 0 and src_off is not None
+            _deliver(Method.SPLICE, write, dst_fd, got, _at(dst_off, done), progress, retractable=retractable)
+            done += got
+        return done
+    finally:
+        os.close(pipe_r)
+        os.close(pipe_w)
+
+
+def _deliver(
+    method: Method,
+    write: Callable[[int, int | None], int],
+    dst_fd: int,
+    count: int,
+    dst_pos: int | None,
+    progress: Progress | None,
+    *,
+    retractable: bool,
+) -> None:
+    """Write ``count`` bytes already taken from the source; ``write(sent, pos)`` writes the rest.
+
+    ``retractable``: nothing was written before and the source was read positionally, so giving up
+    as unsupported loses nothing. Otherwise a failure names the bytes it leaves unwritten.
+    """
+    sent = 0
+    while sent < count:
+        try:
+            wrote = write(sent, _at(dst_pos, sent))
+        except BlockingIOError:
+            _wait(dst_fd, select.POLLOUT)
+            continue
+        except OSError as exc:
+            if retractable and sent == 0:
+                _fail(method, exc, committed=False)
+            unwritten = count - sent
+            message = f"{method}: {exc.strerror}; {unwritten} bytes read from the source were not written"
+            raise OSError(exc.errno, message) from exc
+        sent += wrote
+        _report(progress, wrote)
+
+
+def _fail(method: Method, exc: OSError, *, committed: bool) -> NoReturn:
+    if not committed and exc.errno in UNSUPPORTED_ERRNOS:
+        raise Unsupported(method, exc.errno) from exc
+    raise exc
+
+
+def _ended_early(method: Method, src_off: int | None, done: int, length: int) -> SourceChanged:
+    start = src_off or 0
+    return SourceChanged(f"{method}: the source ended early at offset {start + done} of {start + length}")
+
+
+def _wait(fd: int, events: int) -> None:
+    """Block until a non-blocking fd is ready (EAGAIN): poll, never spin."""
+    poller = select.poll()
+    poller.register(fd, events)
+    poller.poll()
+
+
+def _grow_pipe(fd: int) -> int:
+    """Ask for a bigger pipe (fewer syscalls); keep the default when the per-user limit says no."""
+    try:
+        return fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, PIPE_SIZE)
+    except OSError:
+        return fcntl.fcntl(fd, fcntl.F_GETPIPE_SZ)
+
+
+def _is_pipe(fd: int) -> bool:
+    return stat.S_ISFIFO(os.fstat(fd).st_mode)
+
+
+def _at(offset: int | None, advance: int) -> int | None:
+    return None if offset is None else offset + advance
+
+
+def _report(progress: Progress | None, moved: int) -> None:
+    if progress is not None:
+        progress(moved)

@@ -1,0 +1,70 @@
+"""Holes: find a file's data with SEEK_DATA/SEEK_HOLE and copy only that, at the same offsets."""
+
+from __future__ import annotations
+
+import errno
+import os
+from collections.abc import Iterator
+
+from zcp.errors import UNSUPPORTED_ERRNOS, SourceChanged, Unsupported
+from zcp.syscalls.loops import Copier, Progress, read_write
+
+# Filesystems or fds that cannot answer SEEK_DATA: treat the whole file as data.
+_NO_SEEK_DATA = UNSUPPORTED_ERRNOS | {errno.ESPIPE}
+
+
+def data_segments(fd: int, size: int) -> Iterator[tuple[int, int]]:
+    """(offset, length) of each data extent below ``size``, in order. Moves the fd's position."""
+    if size <= 0:
+        return
+    try:
+        start = os.lseek(fd, 0, os.SEEK_DATA)
+    except OSError as exc:
+        if exc.errno == errno.ENXIO:  # no data at all: one big hole
+            return
+        if exc.errno in _NO_SEEK_DATA:
+            yield 0, size
+            return
+        raise
+    while start < size:
+        try:
+            end = min(os.lseek(fd, start, os.SEEK_HOLE), size)
+        except OSError as exc:
+            if exc.errno == errno.ENXIO:  # the file shrank under us; the caller's size check sees it
+                return
+            raise
+        yield start, end - start
+        try:
+            start = os.lseek(fd, end, os.SEEK_DATA)
+        except OSError as exc:
+            if exc.errno == errno.ENXIO:  # only a hole is left
+                return
+            raise
+
+
+def copy_file_data(
+    copier: Copier, src_fd: int, dst_fd: int, size: int, sparse: bool, progress: Progress | None = None
+) -> int:
+    """Copy a regular file positionally into a regular file; return the bytes moved.
+
+    ``sparse``: copy only the data segments and leave holes as holes. The destination ends with
+    exactly the source's size. A size of 0 may hide generated content (procfs, sysfs): that is read
+    until EOF with read/write, the only path such files serve.
+    """
+    if size == 0:
+        copied = read_write(src_fd, dst_fd, None, 0, 0, progress)
+        os.ftruncate(dst_fd, copied)
+        return copied
+    segments = data_segments(src_fd, size) if sparse else iter([(0, size)])
+    copied = 0
+    for offset, length in segments:
+        try:
+            copied += copier(src_fd, dst_fd, length, offset, offset, progress)
+        except Unsupported as exc:
+            if copied == 0:
+                raise
+            raise OSError(exc.errno, f"{exc}: after {copied} bytes were copied") from exc
+    if os.fstat(src_fd).st_size < size:
+        raise SourceChanged(f"the source shrank below {size} bytes while it was copied")
+    os.ftruncate(dst_fd, size)
+    return copied

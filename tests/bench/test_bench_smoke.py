@@ -1,0 +1,64 @@
+"""A seconds-long run of ``python -m bench --quick`` on tiny data, so the harness cannot rot unnoticed.
+
+It checks that the tables come out and that every peer produced a checked result; it never looks at timings.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import need_tool
+
+REPO = Path(__file__).resolve().parents[2]
+# One workload per code path: single command, folder-making tar pipes, a seeded re-sync, pipes into a
+# file, the sparse check, the xfs mount (when root), and the strace profiles.
+WORKLOADS = ("file", "reflink", "tree", "resync-1pct", "pipe-file", "sparse", "efficiency")
+NUMBER = re.compile(r"^\d+\.\d{3}$")
+
+
+def markdown_rows(text: str, header: str) -> list[list[str]]:
+    """The body rows of the markdown table whose header row starts with ``header``."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(header))
+    rows = []
+    for line in lines[start + 2:]:
+        if not line.startswith("|"):
+            break
+        rows.append([cell.strip() for cell in re.split(r"(?<!\\)\|", line)[1:-1]])
+    return rows
+
+
+def test_quick_run_prints_checked_tables(tmp_path):
+    for tool in ("rsync", "pv", "tar", "strace"):
+        need_tool(tool)
+    markdown = tmp_path / "bench.md"
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--runs", "1", "--dir", str(scratch),
+         "--only", *WORKLOADS, "--markdown", str(markdown)],
+        cwd=REPO, capture_output=True, text=True, timeout=600,
+    )
+    assert done.returncode == 0, done.stderr
+
+    for title in ("zcp against its peers", "CPU and throughput per zcp --method", "Syscalls per method"):
+        assert title in done.stdout
+    assert list(scratch.iterdir()) == [], "the scratch data was not cleaned up"
+
+    rows = markdown_rows(markdown.read_text(), "| workload | tool |")
+    tools = {row[1] for row in rows}
+    assert {"cp", "dd bs=1M", "cp -a", "rsync -a", "tar \\| tar", "cat \\| cat", "cp --sparse=auto"} <= tools
+    for workload, tool, median, *_ in rows:
+        if tool.startswith("zcp"):
+            # zcp's features arrive one by one: a number, or n/a with zcp's own reason, never a blank.
+            assert NUMBER.match(median) or median.startswith("n/a (zcp"), (tool, median)
+        elif tool:
+            assert NUMBER.match(median), (tool, median)  # every peer ran and its output was checked
+        else:
+            assert workload == "reflink" and median.startswith("n/a ("), median  # only without root
+
+    methods = [row[0] for row in markdown_rows(markdown.read_text(), "| method | fs |")]
+    assert {"copy_file_range", "sendfile", "splice", "rw"} <= set(methods)

@@ -1,0 +1,313 @@
+"""hashing: digests against xxhash and xxhsum, mmap under a read lease, fallbacks, files changing under us."""
+
+from __future__ import annotations
+
+import fcntl
+import mmap
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import xxhash
+
+from conftest import need, need_root, need_tool
+from zcp import hashing
+from zcp.errors import SourceChanged
+
+CHUNK = 64 << 10
+SIZES = [0, 1, 4095, CHUNK - 1, CHUNK, CHUNK + 1, 3 * CHUNK + 7]
+
+
+@pytest.fixture(autouse=True)
+def sigio_ignored():
+    previous = signal.getsignal(signal.SIGIO)
+    hashing.prepare_signals()
+    yield
+    signal.signal(signal.SIGIO, previous)
+
+
+@pytest.fixture
+def small_chunks(monkeypatch):
+    monkeypatch.setattr(hashing, "READ_CHUNK", CHUNK)
+    monkeypatch.setattr(hashing, "MMAP_CHUNK", CHUNK)
+    monkeypatch.setattr(hashing, "UNKNOWN_SIZE_CHUNK", 4096)
+
+
+@pytest.fixture
+def maps(monkeypatch):
+    """The windows hashing maps (offset, length), recorded around the real mmap."""
+    calls: list[tuple[int, int]] = []
+    real = mmap.mmap
+
+    def recording(fd, length, *args, **kwargs):
+        calls.append((kwargs.get("offset", 0), length))
+        return real(fd, length, *args, **kwargs)
+
+    monkeypatch.setattr(hashing.mmap, "mmap", recording)
+    return calls
+
+
+@pytest.fixture(params=["mmap", "read"])
+def path_kind(request, monkeypatch, small_chunks):
+    monkeypatch.setattr(hashing, "MMAP_MIN_SIZE", 1 if request.param == "mmap" else 1 << 62)
+    return request.param
+
+
+def write_file(path, data: bytes) -> str:
+    path.write_bytes(data)
+    return str(path)
+
+
+def open_ro(path) -> int:
+    return os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_digest_matches_xxhash_on_both_paths(tmp_path, size, path_kind, maps):
+    data = os.urandom(size)
+    fd = open_ro(write_file(tmp_path / "f", data))
+    try:
+        os.lseek(fd, 3, os.SEEK_SET)
+        seen: list[int] = []
+        assert hashing.hash_fd(fd, size, seen.append) == xxhash.xxh3_128_digest(data)
+        assert hashing.hash_fd(fd) == xxhash.xxh3_128_digest(data)
+        assert os.lseek(fd, 0, os.SEEK_CUR) == 3
+        assert sum(seen) == size
+    finally:
+        os.close(fd)
+    windows = [(offset, min(CHUNK, size - offset)) for offset in range(0, size, CHUNK)]
+    assert maps == (2 * windows if path_kind == "mmap" else [])
+
+
+def test_default_thresholds_map_big_files_only(tmp_path, maps):
+    small = os.urandom(hashing.MMAP_MIN_SIZE - 1)
+    big = os.urandom(hashing.MMAP_MIN_SIZE)
+    assert hashing.hash_path(write_file(tmp_path / "small", small)) == xxhash.xxh3_128_digest(small)
+    assert maps == []
+    assert hashing.hash_path(write_file(tmp_path / "big", big)) == xxhash.xxh3_128_digest(big)
+    assert maps == [(0, len(big))]
+
+
+def test_hex_digest_is_what_xxhsum_prints(tmp_path):
+    xxhsum = need_tool("xxhsum")
+    for size in (0, 1, 200, 100_000):
+        path = write_file(tmp_path / f"f{size}", os.urandom(size))
+        printed = subprocess.run([xxhsum, "-H2", path], capture_output=True, text=True, check=True).stdout
+        assert printed.split()[0] == hashing.hex_digest(hashing.hash_path(path))
+    assert hashing.hex_digest(hashing.hash_bytes(b"abc")) == "06b05ab6733a618578af5f94892f3950"
+
+
+@pytest.mark.parametrize("name", ["version", "self/cmdline"])
+def test_procfs_file_of_size_zero_is_read_until_eof(name):
+    path = f"/proc/{name}"
+    need(os.path.exists(path), f"needs {path}")
+    assert os.stat(path).st_size == 0
+    with open(path, "rb") as f:
+        content = f.read()
+    assert content
+    assert hashing.hash_path(path) == xxhash.xxh3_128_digest(content)
+
+
+def test_pipe_is_read_until_eof(small_chunks):
+    data = os.urandom(3 * 4096 + 5)
+    read_end, write_end = os.pipe()
+    try:
+        os.write(write_end, data)
+        os.close(write_end)
+        assert hashing.hash_fd(read_end, len(data)) == xxhash.xxh3_128_digest(data)
+    finally:
+        os.close(read_end)
+
+
+def test_no_lease_while_another_fd_writes_falls_back_to_reads(tmp_path, path_kind, maps):
+    data = os.urandom(3 * CHUNK)
+    path = write_file(tmp_path / "f", data)
+    writer = os.open(path, os.O_WRONLY)
+    fd = open_ro(path)
+    try:
+        with pytest.raises(BlockingIOError):  # the kernel refuses the lease: open for writing
+            fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_RDLCK)
+        assert hashing.hash_fd(fd, len(data)) == xxhash.xxh3_128_digest(data)
+    finally:
+        os.close(fd)
+        os.close(writer)
+    assert maps == []
+
+
+def test_no_lease_on_a_read_write_fd(tmp_path, path_kind, maps):
+    data = os.urandom(2 * CHUNK + 1)
+    fd = os.open(write_file(tmp_path / "f", data), os.O_RDWR)
+    try:
+        assert hashing.hash_fd(fd, len(data)) == xxhash.xxh3_128_digest(data)
+    finally:
+        os.close(fd)
+    assert maps == []
+
+
+def test_no_mmap_while_sigio_would_kill_us(tmp_path, path_kind, maps):
+    signal.signal(signal.SIGIO, signal.SIG_DFL)
+    data = os.urandom(2 * CHUNK)
+    assert hashing.hash_path(write_file(tmp_path / "f", data)) == xxhash.xxh3_128_digest(data)
+    assert maps == []
+
+
+def test_lease_is_released_after_hashing(tmp_path, path_kind):
+    path = write_file(tmp_path / "f", os.urandom(2 * CHUNK))
+    fd = open_ro(path)
+    try:
+        hashing.hash_fd(fd)
+        assert fcntl.fcntl(fd, fcntl.F_GETLEASE) == fcntl.F_UNLCK
+    finally:
+        os.close(fd)
+    os.truncate(path, 0)  # would wait lease-break-time (45 s) if a lease were left behind
+
+
+def test_truncation_by_another_process_during_mmap_hashing(tmp_path, small_chunks, monkeypatch, maps):
+    """truncate(2) waits on our lease; we notice it between windows, let go, and report SourceChanged.
+
+    (truncate(1) opens with O_NONBLOCK, so it would fail with EAGAIN instead of waiting.)
+    """
+    monkeypatch.setattr(hashing, "MMAP_MIN_SIZE", 1)
+    size = 8 * CHUNK
+    path = write_file(tmp_path / "f", os.urandom(size))
+    fd = open_ro(path)
+    started: list[subprocess.Popen] = []
+    truncate = "import os, sys; os.truncate(sys.argv[1], 0)"
+
+    def start_truncation_once(_done: int) -> None:
+        if started:
+            return
+        started.append(subprocess.Popen([sys.executable, "-c", truncate, path]))
+        deadline = time.monotonic() + 10
+        while fcntl.fcntl(fd, fcntl.F_GETLEASE) == fcntl.F_RDLCK:  # until the break is pending
+            assert time.monotonic() < deadline, "truncate never reached our lease"
+            time.sleep(0.005)
+        assert started[0].poll() is None, "truncate must wait for our lease"
+
+    try:
+        with pytest.raises(SourceChanged, match="opened for writing"):
+            hashing.hash_fd(fd, size, start_truncation_once)
+        assert started[0].wait(timeout=10) == 0
+        assert os.stat(path).st_size == 0
+        assert 0 < len(maps) < size // CHUNK
+    finally:
+        os.close(fd)
+
+
+def test_truncation_during_read_hashing(tmp_path, small_chunks, monkeypatch):
+    monkeypatch.setattr(hashing, "MMAP_MIN_SIZE", 1 << 62)
+    truncate = need_tool("truncate")
+    size = 4 * CHUNK
+    path = write_file(tmp_path / "f", os.urandom(size))
+    fd = open_ro(path)
+
+    def shrink(_done: int) -> None:
+        subprocess.run([truncate, "-s", str(CHUNK + 10), path], check=True)
+
+    try:
+        with pytest.raises(SourceChanged, match="shrank"):
+            hashing.hash_fd(fd, size, shrink)
+    finally:
+        os.close(fd)
+
+
+def test_growth_is_noticed_on_both_paths(tmp_path, path_kind):
+    path = write_file(tmp_path / "f", os.urandom(2 * CHUNK))
+    with open(path, "ab") as f:
+        f.write(b"more")
+    fd = open_ro(path)
+    try:
+        with pytest.raises(SourceChanged):
+            hashing.hash_fd(fd, 2 * CHUNK)
+    finally:
+        os.close(fd)
+
+
+def test_hash_path_notices_a_rewrite_between_reads(tmp_path, small_chunks, monkeypatch):
+    monkeypatch.setattr(hashing, "MMAP_MIN_SIZE", 1 << 62)
+    path = write_file(tmp_path / "f", os.urandom(3 * CHUNK))
+
+    def rewrite(_done: int) -> None:
+        with open(path, "r+b") as f:
+            f.write(b"x")
+        os.utime(path, ns=(0, 0))
+
+    with pytest.raises(SourceChanged, match="changed while it was hashed"):
+        hashing.hash_path(path, rewrite)
+
+
+def test_hash_path_does_not_follow_symlinks_unless_asked(tmp_path):
+    data = b"target"
+    write_file(tmp_path / "target", data)
+    os.symlink("target", tmp_path / "link")
+    with pytest.raises(OSError):
+        hashing.hash_path(str(tmp_path / "link"))
+    assert hashing.hash_path(str(tmp_path / "link"), follow_symlinks=True) == xxhash.xxh3_128_digest(data)
+
+
+def test_hash_path_refuses_folders_and_fifos_without_blocking(tmp_path):
+    with pytest.raises(IsADirectoryError):
+        hashing.hash_path(str(tmp_path))
+    os.mkfifo(tmp_path / "fifo")
+    with pytest.raises(OSError, match="not a regular file"):
+        hashing.hash_path(str(tmp_path / "fifo"))
+
+
+@pytest.mark.parametrize("block_size", [4096, 3000, CHUNK])
+@pytest.mark.parametrize("size", [0, 1, 4096, 3 * CHUNK, 3 * CHUNK + 17])
+def test_block_hashes(tmp_path, path_kind, block_size, size):
+    data = os.urandom(size)
+    fd = open_ro(write_file(tmp_path / "f", data))
+    try:
+        got = hashing.block_hashes(fd, size, block_size)
+    finally:
+        os.close(fd)
+    expected = [xxhash.xxh3_128_digest(data[i : i + block_size]) for i in range(0, size, block_size)]
+    assert got == expected
+
+
+def test_block_hashes_reject_a_file_of_another_size(tmp_path, path_kind):
+    fd = open_ro(write_file(tmp_path / "f", os.urandom(2 * CHUNK)))
+    try:
+        with pytest.raises(SourceChanged):
+            hashing.block_hashes(fd, 2 * CHUNK + 1, 4096)
+        with pytest.raises(ValueError):
+            hashing.block_hashes(fd, 2 * CHUNK, 0)
+    finally:
+        os.close(fd)
+
+
+def test_read_back_digest_rereads_from_storage(ext4_dir, small_chunks):
+    """After the first chunk is hashed, most of the file is not in the page cache any more."""
+    fincore = need_tool("fincore")
+    size = 64 * CHUNK
+    data = os.urandom(size)
+    path = str(ext4_dir / "f")
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+    resident: list[int] = []
+
+    def measure_once(_done: int) -> None:
+        if not resident:
+            out = subprocess.run([fincore, "-b", "-n", "-o", "RES", path], capture_output=True, text=True)
+            resident.append(int(out.stdout.split()[0]))
+
+    try:
+        os.write(fd, data)
+        assert hashing.read_back_digest(fd, size, measure_once) == xxhash.xxh3_128_digest(data)
+    finally:
+        os.close(fd)
+    assert resident[0] < size // 2
+
+
+def test_read_back_digest_on_tmpfs_still_hashes_the_content(tmpfs_dir):
+    need_root()
+    data = os.urandom(100_000)
+    fd = os.open(tmpfs_dir / "f", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        os.write(fd, data)
+        assert hashing.read_back_digest(fd, len(data)) == xxhash.xxh3_128_digest(data)
+    finally:
+        os.close(fd)
