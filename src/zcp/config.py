@@ -4,6 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Protocol
+
+
+class Excluder(Protocol):
+    def excluded(self, rel: str, is_dir: bool) -> bool: ...
 
 
 class Method(StrEnum):
@@ -41,6 +46,14 @@ class Preserve:
         return cls(mode=True, times=True, owner=True, links=True, hard_links=True, xattrs=True, specials=True)
 
 
+class Compare(StrEnum):
+    """How an existing destination file is judged up to date."""
+
+    QUICK = "quick"  # same size and mtime (ns)
+    CHECKSUM = "checksum"  # same size and xxh3-128
+    SIZE_ONLY = "size-only"
+
+
 @dataclass(frozen=True)
 class Config:
     recursive: bool = False
@@ -51,4 +64,13 @@ class Config:
     verbose: int = 0
     quiet: bool = False
     fsync: bool = False
+    jobs: int = 1  # processes copying files; 1 copies in the main process
+    compare: Compare = Compare.QUICK
+    update: bool = False  # -u: keep destination files that are newer
+    ignore_existing: bool = False
+    delete: bool = False
+    max_delete: int | None = None
+    delete_excluded: bool = False
+    filters: Excluder | None = None
+    itemize: bool = False
 

@@ -18,6 +18,7 @@ class ExitCode(IntEnum):
     INTERRUPTED = 20  # SIGINT / SIGTERM
     PARTIAL = 23  # some files failed, the rest were transferred
     VANISHED = 24  # some source files vanished during the run, the rest were transferred
+    MAX_DELETE = 25  # --max-delete stopped deletions
     BROKEN_PIPE = 141  # the reader of stdout went away (like a shell's 128 + SIGPIPE)
     SSH = 255  # the remote shell failed
 
@@ -89,10 +90,12 @@ UNSUPPORTED_ERRNOS = frozenset(
 )
 
 
-def run_exit_code(failed: int, vanished: int) -> ExitCode:
+def run_exit_code(failed: int, vanished: int, delete_limited: bool = False) -> ExitCode:
     """The exit code of a run that went to the end, from its per-file failure counts."""
     if failed:
         return ExitCode.PARTIAL
+    if delete_limited:
+        return ExitCode.MAX_DELETE
     if vanished:
         return ExitCode.VANISHED
     return ExitCode.OK

@@ -58,22 +58,13 @@ class Entry:
 
     @classmethod
     def from_stat(cls, path: str, st: os.stat_result) -> "Entry":
-        kind = Kind.of(st.st_mode)
-        return cls(
-            path=path,
-            kind=kind,
-            mode=stat.S_IMODE(st.st_mode),
-            size=st.st_size,
-            mtime_ns=st.st_mtime_ns,
-            atime_ns=st.st_atime_ns,
-            uid=st.st_uid,
-            gid=st.st_gid,
-            dev=st.st_dev,
-            ino=st.st_ino,
-            nlink=st.st_nlink,
-            rdev=st.st_rdev if kind in DEVICE_KINDS else 0,  # meaningless for other kinds
-            blocks=st.st_blocks,
-        )
+        mode = st.st_mode
+        kind = _KIND_BY_FMT[mode & 0o170000]
+        # positional: this runs once per file of the tree
+        return cls(path, kind, mode & 0o7777, st.st_size, st.st_mtime_ns, st.st_atime_ns, st.st_uid,
+                   st.st_gid, st.st_dev, st.st_ino, st.st_nlink,
+                   st.st_rdev if kind in DEVICE_KINDS else 0,  # meaningless for other kinds
+                   st.st_blocks)
 
     @property
     def is_sparse(self) -> bool:
@@ -90,8 +81,9 @@ class Op(StrEnum):
     SYMLINK = "symlink"
     HARDLINK = "hardlink"  # link to a file already placed in this run
     SPECIAL = "special"  # mknod / mkfifo
+    ATTRS = "attrs"  # content up to date; owner, mode or times to fix
     SKIP = "skip"  # up to date, or not copyable (reason says why)
-    DELETE = "delete"
+    DELETE = "delete"  # not in the source (--delete)
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from zcp.config import Config
 from zcp.exec.events import Sink, Stats
 from zcp.exec.executor import Executor
+from zcp.exec.parallel import ParallelExecutor
 from zcp.model import Action
 from zcp.planner.operands import Operands, resolve
 from zcp.planner.plan import Planner
@@ -15,9 +16,11 @@ from zcp.planner.walk import OnError
 
 
 def plan_actions(operands: Operands, config: Config, on_error: OnError) -> Iterator[Action]:
-    """The run's actions, streamed."""
-    planner = Planner(config, excluder=None, on_error=on_error)
-    return (action for t in operands.transfers for action in planner.plan(t))
+    """The run's actions, streamed; deletions (--delete) come last."""
+    planner = Planner(config, on_error)
+    for transfer in operands.transfers:
+        yield from planner.plan(transfer)
+    yield from planner.deletions()
 
 
 def resolve_operands(sources: list[str], dest: str, config: Config) -> Operands:
@@ -27,7 +30,7 @@ def resolve_operands(sources: list[str], dest: str, config: Config) -> Operands:
 
 def replicate(sources: list[str], dest: str, config: Config, sink: Sink) -> Stats:
     operands = resolve_operands(sources, dest, config)
-    executor = Executor(config, sink)
+    executor = ParallelExecutor(config, sink, config.jobs) if config.jobs > 1 else Executor(config, sink)
     if operands.create_folder:
         os.mkdir(operands.create_folder)
     return executor.run(plan_actions(operands, config, executor.note_walk_error))

@@ -5,13 +5,14 @@ This module is the only place that exits. Exceptions map to codes through errors
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Annotated, NoReturn
 
 import typer
 
 from zcp import __version__
-from zcp.config import Config, Method, Preserve, Reflink
+from zcp.config import Compare, Config, Method, Preserve, Reflink
 from zcp.errors import ExitCode, UsageError, ZcpError
 
 HELP = """Copy or sync files and trees through the kernel's fastest path.
@@ -20,7 +21,8 @@ HELP = """Copy or sync files and trees through the kernel's fastest path.
 
 SRC/ (trailing slash) copies a folder's contents into DST; SRC copies the folder itself into
 DST when DST is a folder (or ends with /, or there are several sources), else DST becomes the copy.
-Exit codes: 0 ok, 1 usage, 11 file I/O, 12 stream, 20 interrupted, 23 partial, 24 vanished."""
+Exit codes: 0 ok, 1 usage, 11 file I/O, 12 stream, 20 interrupted, 23 partial, 24 vanished,
+25 --max-delete reached."""
 
 app = typer.Typer(add_completion=False, rich_markup_mode=None, pretty_exceptions_enable=False)
 
@@ -33,7 +35,8 @@ def _version(value: bool) -> None:
 
 @app.command(help=HELP, context_settings={"help_option_names": ["-h", "--help"]})
 def copy(
-    paths: Annotated[list[str], typer.Argument(metavar="SRC... DST", show_default=False)],
+    ctx: typer.Context,
+    paths: Annotated[list[str], typer.Argument(metavar="PATH", show_default=False, help="SRC... DST: sources, then the destination.")],
     archive: Annotated[bool, typer.Option("-a", "--archive", help="Recursive, keep everything: -rptoglHXD.")] = False,
     recursive: Annotated[bool, typer.Option("-r", "--recursive", help="Copy folders and their contents.")] = False,
     perms: Annotated[bool, typer.Option("-p", "--perms", help="Keep permissions.")] = False,
@@ -50,6 +53,19 @@ def copy(
     verbose: Annotated[int, typer.Option("-v", "--verbose", count=True, help="List files and print a summary.")] = 0,
     quiet: Annotated[bool, typer.Option("-q", "--quiet", help="Print errors only.")] = False,
     fsync: Annotated[bool, typer.Option("--fsync", help="fsync each file and its folder before finishing.")] = False,
+    jobs: Annotated[int, typer.Option("-j", "--jobs", min=0, help="Processes copying files; 0 = one per CPU.")] = 0,
+    checksum: Annotated[bool, typer.Option("-c", "--checksum", help="Up to date means same size and xxh3-128, not same mtime.")] = False,
+    size_only: Annotated[bool, typer.Option("--size-only", help="Up to date means same size.")] = False,
+    update: Annotated[bool, typer.Option("-u", "--update", help="Keep destination files that are newer.")] = False,
+    ignore_existing: Annotated[bool, typer.Option("--ignore-existing", help="Never touch destination files that exist.")] = False,
+    delete: Annotated[bool, typer.Option("--delete", help="Delete destination entries that are not in the source.")] = False,
+    max_delete: Annotated[int | None, typer.Option("--max-delete", min=0, metavar="N", help="Delete at most N entries (exit 25 beyond).")] = None,
+    delete_excluded: Annotated[bool, typer.Option("--delete-excluded", help="With --delete, also delete excluded entries.")] = False,
+    exclude: Annotated[list[str] | None, typer.Option("--exclude", metavar="PATTERN", help="Skip matching entries (rsync rules; see docs/filters.md).")] = None,
+    include: Annotated[list[str] | None, typer.Option("--include", metavar="PATTERN", help="Keep matching entries (first matching rule wins).")] = None,
+    exclude_from: Annotated[list[str] | None, typer.Option("--exclude-from", metavar="FILE", help="Read exclude patterns from FILE.")] = None,
+    include_from: Annotated[list[str] | None, typer.Option("--include-from", metavar="FILE", help="Read include patterns from FILE.")] = None,
+    itemize: Annotated[bool, typer.Option("-i", "--itemize-changes", help="Print one rsync-style line per change on stdout.")] = False,
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")] = False,
 ) -> int:
     if len(paths) < 2:
@@ -64,17 +80,51 @@ def copy(
         links=base.links or links or recursive, hard_links=base.hard_links or hard_links,
         xattrs=base.xattrs or xattrs, sparse=sparse, specials=base.specials or devices,
     )
-    config = Config(recursive=recursive or archive, preserve=preserve, method=method, reflink=reflink,
-                    dry_run=dry_run, verbose=verbose, quiet=quiet, fsync=fsync)
+    if checksum and size_only:
+        raise UsageError("--checksum and --size-only exclude each other")
+    compare = Compare.CHECKSUM if checksum else Compare.SIZE_ONLY if size_only else Compare.QUICK
+    config = Config(
+        recursive=recursive or archive, preserve=preserve, method=method, reflink=reflink, dry_run=dry_run,
+        verbose=verbose, quiet=quiet, fsync=fsync, jobs=jobs or default_jobs(), compare=compare, update=update,
+        ignore_existing=ignore_existing, delete=delete or delete_excluded or max_delete is not None,
+        max_delete=max_delete, delete_excluded=delete_excluded, filters=_filters(ctx.obj or []), itemize=itemize,
+    )
     from zcp.cli.run import run_copy  # imported late: --help and --version stay fast
 
     return run_copy(paths[:-1], paths[-1], config)
 
 
+_FILTER_OPTIONS = {"--exclude": (False, False), "--include": (True, False),
+                   "--exclude-from": (False, True), "--include-from": (True, True)}
+
+
+def _filters(argv: list[str]):
+    """Filter rules in command-line order (typer groups each option's values, losing their order)."""
+    from zcp.planner.filters import Filters
+
+    rules: list[tuple[bool, str]] = []
+    args = iter(argv)
+    for arg in args:
+        if arg == "--":
+            break
+        name, eq, value = arg.partition("=")
+        if name not in _FILTER_OPTIONS:
+            continue
+        include, from_file = _FILTER_OPTIONS[name]
+        value = value if eq else next(args, "")
+        rules.extend(Filters.read_rules_file(value, include) if from_file else [(include, value)])
+    return Filters.build(rules) if rules else None
+
+
+def default_jobs() -> int:
+    """One copying process per CPU we may run on (measured: see docs/benchmarks.md)."""
+    return len(os.sched_getaffinity(0))
+
+
 def main(argv: list[str] | None = None) -> NoReturn:
     args = sys.argv[1:] if argv is None else argv
     try:
-        code = typer.main.get_command(app).main(args=args, prog_name="zcp", standalone_mode=False)
+        code = typer.main.get_command(app).main(args=args, prog_name="zcp", standalone_mode=False, obj=args)
     except typer.TyperException as exc:
         _error(exc.format_message() + " (see zcp --help)")
         code = ExitCode.USAGE

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from typing import TextIO
 
 from zcp.config import Method
@@ -22,16 +23,27 @@ def display_name(action: Action) -> str:
     return action.rel or action.dst
 
 
-class TextSink(NullSink):
-    """Plain lines: errors and warnings always (unless quiet hides warnings), files with -v."""
+Itemizer = Callable[[Action], "str | None"]
 
-    def __init__(self, verbose: int, quiet: bool, out: TextIO = sys.stderr):
+
+class TextSink(NullSink):
+    """Plain lines: errors and warnings always (unless quiet hides warnings), files with -v,
+    and with -i the itemized changes on stdout as they are planned (so -n -i lists the same)."""
+
+    def __init__(self, verbose: int, quiet: bool, out: TextIO = sys.stderr, items: Itemizer | None = None):
         self.verbose = verbose
         self.quiet = quiet
         self.out = out
+        self.items = items
+
+    def planned(self, action: Action) -> None:
+        if self.items is not None:
+            line = self.items(action)
+            if line is not None:
+                print(line)
 
     def finished(self, action: Action, method: Method | None, nbytes: int) -> None:
-        if self.verbose and (action.op is not Op.SKIP or self.verbose > 1):
+        if self.verbose and self.items is None and (action.op is not Op.SKIP or self.verbose > 1):
             via = f" [{method}]" if method else ""
             self.emit(f"{action.op:<8} {display_name(action)}{via}")
 
@@ -47,20 +59,15 @@ class TextSink(NullSink):
 
 
 class PlanPrinter(TextSink):
-    """-n: one line per action on stdout: what, how (methods in order), where, why."""
+    """-n: one line per action on stdout: what, how (methods in order), where, why; with -i the
+    itemized changes instead, exactly as a real run prints them."""
 
-    def __init__(self, verbose: int, quiet: bool):
-        super().__init__(verbose, quiet, sys.stderr)
-        self.stats = Stats()
-
-    def finished(self, action: Action, method: Method | None, nbytes: int) -> None:
+    def planned(self, action: Action) -> None:
+        if self.items is not None:
+            super().planned(action)
+            return
         how = ",".join(action.methods) or "-"
-        print(f"{action.op:<8} {how:<40} {display_name(action)}  ({action.reason})", flush=False)
-        if action.op is Op.SKIP:
-            self.stats.skipped += 1
-        elif action.src is not None and action.op in (Op.COPY, Op.UPDATE):
-            self.stats.files += 1
-            self.stats.bytes += action.src.size
+        print(f"{action.op:<8} {how:<40} {display_name(action)}  ({action.reason})")
 
 
 def summary_lines(stats: Stats, seconds: float) -> list[str]:
@@ -69,6 +76,8 @@ def summary_lines(stats: Stats, seconds: float) -> list[str]:
         f"{stats.files} files, {human_bytes(stats.bytes)} in {seconds:.2f} s ({human_bytes(rate)}/s); "
         f"{stats.dirs} folders, {stats.links} links, {stats.specials} special, {stats.skipped} up to date",
     ]
+    if stats.attrs or stats.deleted:
+        lines.append(f"{stats.attrs} with metadata fixed, {stats.deleted} deleted")
     if stats.by_method:
         parts = ", ".join(f"{m} {human_bytes(n)}" for m, n in sorted(stats.by_method.items(), key=lambda kv: -kv[1]))
         lines.append(f"bytes by method: {parts}")

@@ -12,7 +12,7 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
-from zcp.cli.output import TextSink, display_name
+from zcp.cli.output import Itemizer, TextSink, display_name
 from zcp.config import Method
 from zcp.model import Action, Op
 
@@ -22,8 +22,8 @@ _BYTE_OPS = (Op.COPY, Op.UPDATE)
 class ProgressSink(TextSink):
     """Overall bytes and files with rate and ETA, the current file and its method."""
 
-    def __init__(self, console: Console, verbose: int, quiet: bool):
-        super().__init__(verbose, quiet, console.file)
+    def __init__(self, console: Console, verbose: int, quiet: bool, items: Itemizer | None = None):
+        super().__init__(verbose, quiet, console.file, items)
         self.console = console
         self.progress = Progress(
             TextColumn("{task.description}", table_column=None),
@@ -46,6 +46,7 @@ class ProgressSink(TextSink):
         self.progress.stop()
 
     def planned(self, action: Action) -> None:
+        super().planned(action)
         if action.op in _BYTE_OPS and action.src is not None:
             self.progress.update(self.bytes_task, total=self.progress.tasks[0].total + action.src.size)
         self.progress.update(self.files_task, total=self.progress.tasks[1].total + 1)

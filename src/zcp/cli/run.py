@@ -2,41 +2,56 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 
 from zcp.cli.output import PlanPrinter, TextSink, summary_lines
 from zcp.config import Config
-from zcp.errors import run_exit_code
+from zcp.errors import describe, run_exit_code
+from zcp.planner.itemize import itemize
 from zcp.replicate import plan_actions, replicate, resolve_operands
 
 
 def run_copy(sources: list[str], dest: str, config: Config) -> int:
     start = time.monotonic()
+    items = _itemizer(config)
     if config.dry_run:
-        printer = PlanPrinter(config.verbose, config.quiet)
-        failures = []
-
-        def note(path: str, exc: OSError) -> None:
-            failures.append(path)
-            printer.failed(path, exc.strerror or str(exc))
-
-        for action in plan_actions(resolve_operands(sources, dest, config), config, note):
-            printer.finished(action, None, 0)
-        return run_exit_code(len(failures), 0)
+        return _dry_run(sources, dest, config, items)
     show_progress = sys.stderr.isatty() and not config.quiet
     if show_progress:
         from rich.console import Console  # only a terminal pays for importing rich
 
         from zcp.cli.progress import ProgressSink
 
-        console = Console(stderr=True)
-        with ProgressSink(console, config.verbose, config.quiet) as sink:
+        with ProgressSink(Console(stderr=True), config.verbose, config.quiet, items) as sink:
             stats = replicate(sources, dest, config, sink)
     else:
-        sink = TextSink(config.verbose, config.quiet)
+        sink = TextSink(config.verbose, config.quiet, items=items)
         stats = replicate(sources, dest, config, sink)
     if (show_progress or config.verbose) and not config.quiet:
         for line in summary_lines(stats, time.monotonic() - start):
             sink.emit(line)
     return stats.exit_code()
+
+
+def _dry_run(sources: list[str], dest: str, config: Config, items) -> int:
+    """Plan exactly as a real run would and print it: the plan, or with -i the itemized changes."""
+    printer = PlanPrinter(config.verbose, config.quiet, items=items)
+    failures = 0
+
+    def note(path: str, exc: OSError) -> None:
+        nonlocal failures
+        failures += 1
+        printer.failed(path, describe(exc))
+
+    for action in plan_actions(resolve_operands(sources, dest, config), config, note):
+        printer.planned(action)
+    return run_exit_code(failures, 0)
+
+
+def _itemizer(config: Config):
+    if not config.itemize:
+        return None
+    is_root = os.geteuid() == 0
+    return lambda action: itemize(action, config.preserve, is_root)

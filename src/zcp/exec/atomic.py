@@ -17,18 +17,30 @@ _T = TypeVar("_T")
 _NAME_BYTES = 200
 
 
+_pid = os.getpid()
+
+
+def _after_fork() -> None:
+    global _pid
+    _pid = os.getpid()
+
+
+os.register_at_fork(after_in_child=_after_fork)
+
+
 def temp_name(target: str) -> str:
-    head, name = os.path.split(target)
-    short = os.fsdecode(os.fsencode(name)[:_NAME_BYTES])
-    return os.path.join(head, f".{short}.{os.getpid():x}{next(_counter):x}{TEMP_SUFFIX}")
+    head, sep, name = target.rpartition("/")
+    if len(name) > _NAME_BYTES // 4:  # only long names can overflow NAME_MAX once encoded
+        name = os.fsdecode(os.fsencode(name)[:_NAME_BYTES])
+    return f"{head}{sep}.{name}.{_pid:x}{next(_counter):x}{TEMP_SUFFIX}"
 
 
-def create_temp(target: str) -> tuple[str, int]:
-    """A new, empty, private temp file beside ``target``: (its path, a write fd)."""
+def create_temp(target: str, mode: int = 0o600) -> tuple[str, int]:
+    """A new, empty temp file beside ``target`` created with ``mode`` (less the umask): (path, write fd)."""
     while True:
         path = temp_name(target)
         try:
-            return path, os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+            return path, os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
         except FileExistsError:
             continue
 

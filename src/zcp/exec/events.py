@@ -19,12 +19,15 @@ class Stats:
     links: int = 0  # symlinks and hard links made
     specials: int = 0
     skipped: int = 0
+    attrs: int = 0  # up-to-date files whose metadata was fixed
+    deleted: int = 0
     failed: int = 0
     vanished: int = 0
+    delete_limited: bool = False
     by_method: Counter = field(default_factory=Counter)  # Method -> bytes
 
     def exit_code(self) -> int:
-        return run_exit_code(self.failed, self.vanished)
+        return run_exit_code(self.failed, self.vanished, self.delete_limited)
 
     def add_bytes(self, method: Method, n: int) -> None:
         self.by_method[method] += n

@@ -8,6 +8,7 @@ from collections.abc import Iterable
 
 from zcp.config import Config
 from zcp.errors import FileError, SourceChanged, SourceVanished, describe
+from zcp.exec.delete import Budget, DeleteLimit, delete_beneath
 from zcp.exec.atomic import create_temp, fsync_dir, make_beside, remove_quietly
 from zcp.exec.events import NullSink, Sink, Stats
 from zcp.exec.filecopy import copy_bytes
@@ -30,17 +31,37 @@ class Executor:
         self.stats = Stats()
         root = os.geteuid() == 0 if is_root is None else is_root
         self.meta = MetadataPolicy(config.preserve, root, current_umask())
-        # Folders whose metadata waits until their contents are written (times; modes like 0555).
-        self._open_dirs: list[Action] = []
+        # Folders get their metadata once everything in them is written (times; modes like 0555).
+        self._dirs: list[Action] = []
+        # Hard links wait until every file is in place (files may be copied by other processes).
+        self._links: list[Action] = []
         self._synced_dirs: set[str] = set()
+        self._delete_budget = Budget(config.max_delete)
 
     def run(self, actions: Iterable[Action]) -> Stats:
         for action in actions:
             self.sink.planned(action)
-            self._close_dirs_not_above(action.rel)
+            if action.op in _COPY_OPS:
+                self.submit_copy(action)
+            elif action.op is Op.HARDLINK:
+                self._links.append(action)
+            else:
+                self.execute(action)
+        self.drain()
+        for action in self._links:
             self.execute(action)
-        self._close_dirs_not_above(None)
+        for action in reversed(self._dirs):  # pre-order reversed: contents before their folder
+            self._finish_dir(action)
+        for path in sorted(self._synced_dirs, reverse=True):
+            fsync_dir(path)
         return self.stats
+
+    def submit_copy(self, action: Action) -> None:
+        """Copy a file now; a parallel executor hands it to a worker instead."""
+        self.execute(action)
+
+    def drain(self) -> None:
+        """Wait for copies handed off by submit_copy (none here)."""
 
     def note_walk_error(self, path: str, exc: OSError) -> None:
         """The planner could not read something: it is reported and the run will not exit 0."""
@@ -82,21 +103,23 @@ class Executor:
     def _copy(self, action: Action) -> None:
         src = action.src
         assert src is not None
+        if action.existing is not None and action.existing.kind is Kind.DIR:
+            raise FileError(f"{action.dst}: is a folder, not replaced by a file")
         src_fd = os.open(src.path, _SRC_FLAGS)
         try:
             st = os.fstat(src_fd)
             if not stat.S_ISREG(st.st_mode):
                 raise SourceChanged(f"{src.path}: no longer a regular file")
-            now = Entry.from_stat(src.path, st)
-            self._write_file(action, now, src_fd)
+            if st.st_size != src.size or st.st_mtime_ns != src.mtime_ns:
+                src = Entry.from_stat(src.path, st)  # changed since the walk: copy what is there now
+            self._write_file(action, src, src_fd)
         finally:
             os.close(src_fd)
 
     def _write_file(self, action: Action, src: Entry, src_fd: int) -> None:
         dst = action.dst
-        if action.existing is not None and action.existing.kind is Kind.DIR:
-            raise FileError(f"{dst}: is a folder, not replaced by a file")
-        tmp, dst_fd = create_temp(dst)
+        created_mode = self.meta.creation_mode(src, action.existing)
+        tmp, dst_fd = create_temp(dst, created_mode)
         try:
             try:
                 progress = self.sink.advanced if src.size >= _PROGRESS_MIN else None
@@ -104,7 +127,7 @@ class Executor:
                 method, moved = copy_bytes(action.methods, src_fd, dst_fd, src.size,
                                            self.config.preserve.sparse and src.is_sparse,
                                            (src.dev, action.dst_dev), self.caps, progress)
-                self._warn_all(self.meta.apply_fd(dst_fd, src, action.existing, src_fd))
+                warnings = self.meta.apply_fd(dst_fd, src, action.existing, src_fd, created_mode)
                 if self.config.fsync:
                     os.fsync(dst_fd)
             finally:
@@ -113,10 +136,35 @@ class Executor:
         except BaseException:
             remove_quietly(tmp)
             raise
+        if warnings:
+            self._warn_all(warnings)
         self._after_write(dst)
         self.stats.files += 1
         self.stats.add_bytes(method, moved)
         self.sink.finished(action, method, moved)
+
+    def _attrs(self, action: Action) -> None:
+        src = action.src
+        assert src is not None
+        fd = os.open(action.dst, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+        try:
+            self._warn_all(self.meta.apply_fd(fd, src, action.existing))
+        finally:
+            os.close(fd)
+        self.stats.attrs += 1
+        self.sink.finished(action, None, 0)
+
+    def _delete(self, action: Action) -> None:
+        root = action.dst[: len(action.dst) - len(action.rel) - 1]
+        try:
+            self.stats.deleted += delete_beneath(root, action.rel, self._delete_budget)
+        except DeleteLimit as exc:
+            if not self.stats.delete_limited:
+                self.sink.warned(str(exc))
+            self.stats.delete_limited = True
+            return
+        self._after_write(action.dst)
+        self.sink.finished(action, None, 0)
 
     def _mkdir(self, action: Action) -> None:
         existing = action.existing
@@ -127,7 +175,7 @@ class Executor:
             os.mkdir(action.dst, 0o700)  # writable by us until its contents are in; mode comes last
             self._after_write(action.dst)
         self.stats.dirs += 1
-        self._open_dirs.append(action)
+        self._dirs.append(action)
         self.sink.finished(action, None, 0)
 
     def _symlink(self, action: Action) -> None:
@@ -168,18 +216,6 @@ class Executor:
         if self.config.fsync:
             self._synced_dirs.add(os.path.dirname(dst) or ".")
 
-    def _close_dirs_not_above(self, rel: str | None) -> None:
-        """Finish folders the plan has left: everything in them is written, so set their metadata."""
-        while self._open_dirs:
-            top = self._open_dirs[-1].rel
-            if rel is not None and rel != "" and (top == "" or rel.startswith(top + "/")):
-                return  # still inside that folder
-            self._finish_dir(self._open_dirs.pop())
-        if rel is None and self._synced_dirs:
-            for path in sorted(self._synced_dirs, reverse=True):
-                fsync_dir(path)
-            self._synced_dirs.clear()
-
     def _finish_dir(self, action: Action) -> None:
         try:
             fd = os.open(action.dst, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
@@ -195,6 +231,7 @@ class Executor:
             self.sink.warned(w)
 
 
+_COPY_OPS = frozenset({Op.COPY, Op.UPDATE})
 _HANDLERS = {
     Op.SKIP: Executor._skip,
     Op.COPY: Executor._copy,
@@ -203,4 +240,6 @@ _HANDLERS = {
     Op.SYMLINK: Executor._symlink,
     Op.HARDLINK: Executor._hardlink,
     Op.SPECIAL: Executor._special,
+    Op.ATTRS: Executor._attrs,
+    Op.DELETE: Executor._delete,
 }

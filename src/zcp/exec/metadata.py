@@ -37,11 +37,23 @@ class MetadataPolicy:
             return existing.mode
         return src.mode & ~self.umask & 0o7777
 
-    def apply_fd(self, fd: int, src: Entry, existing: Entry | None, src_fd: int | None = None) -> list[str]:
-        """Apply metadata to an open file or folder; returns warnings (xattrs the target cannot hold)."""
-        if self.preserve.owner and self.is_root:
+    def creation_mode(self, src: Entry, existing: Entry | None) -> int:
+        """The mode to create a file with, so that usually no chmod is needed afterwards."""
+        return self.mode_for(src, existing) & 0o777
+
+    def apply_fd(self, fd: int, src: Entry, existing: Entry | None, src_fd: int | None = None,
+                 created_mode: int | None = None) -> list[str]:
+        """Apply metadata to an open file or folder; returns warnings (xattrs the target cannot hold).
+
+        ``created_mode``: the mode the file was just created with (the umask still applied to it).
+        """
+        chown = self.preserve.owner and self.is_root
+        if chown:
             os.fchown(fd, src.uid, src.gid)
-        os.fchmod(fd, self.mode_for(src, existing))
+        mode = self.mode_for(src, existing)
+        # chown clears setuid/setgid, and the umask may have cut bits at creation
+        if chown or created_mode is None or mode != created_mode & ~self.umask:
+            os.fchmod(fd, mode)
         warnings = copy_xattrs(src_fd if src_fd is not None else src.path, fd) if self.preserve.xattrs else []
         if self.preserve.times:
             os.utime(fd, ns=(src.atime_ns, src.mtime_ns))

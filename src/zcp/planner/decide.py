@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from zcp.config import Config
+from zcp.config import Compare, Config, Preserve
 from zcp.model import SPECIAL_KINDS, Action, Entry, Kind, Op
 from zcp.planner.choose import choose_methods
 
@@ -19,8 +19,11 @@ class Decider:
     first_link: dict[tuple[int, int], tuple[str, tuple[int, int] | None]] = field(default_factory=dict)
 
     def decide(self, rel: str, src: Entry, dst: str, existing: Entry | None, dst_dev: int,
-               target: str | None = None, existing_target: str | None = None) -> Action:
-        """``target``/``existing_target``: link texts, read by the caller for symlinks."""
+               target: str | None = None, existing_target: str | None = None,
+               same_content: bool | None = None) -> Action:
+        """``target``/``existing_target``: link texts, read by the caller for symlinks.
+        ``same_content``: for --checksum, whether two same-size files hash alike (read by the caller).
+        """
         kind = src.kind
         if kind is Kind.DIR:
             return Action(Op.MKDIR, rel, dst, src, existing=existing,
@@ -32,23 +35,31 @@ class Decider:
         if kind in SPECIAL_KINDS:
             return self._special(rel, src, dst, existing)
         if self.config.preserve.hard_links and src.nlink > 1:
-            return self._linked_file(rel, src, dst, existing, dst_dev)
-        return self._file(rel, src, dst, existing, dst_dev)
+            return self._linked_file(rel, src, dst, existing, dst_dev, same_content)
+        return self._file(rel, src, dst, existing, dst_dev, same_content)
 
-    def _file(self, rel: str, src: Entry, dst: str, existing: Entry | None, dst_dev: int) -> Action:
-        if existing is not None and existing.kind is Kind.FILE and self._up_to_date(src, existing):
-            return Action(Op.SKIP, rel, dst, src, existing=existing, reason="same size and mtime")
-        methods, why = choose_methods(self.config.method, self.config.reflink, src.dev == dst_dev)
+    def _file(self, rel: str, src: Entry, dst: str, existing: Entry | None, dst_dev: int,
+              same_content: bool | None = None) -> Action:
+        config = self.config
+        if existing is not None and existing.kind is not Kind.DIR:
+            if config.ignore_existing:
+                return Action(Op.SKIP, rel, dst, src, existing=existing, reason="exists (--ignore-existing)")
+            if config.update and existing.mtime_ns > src.mtime_ns:
+                return Action(Op.SKIP, rel, dst, src, existing=existing, reason="newer in the destination (--update)")
+            if existing.kind is Kind.FILE and self._up_to_date(src, existing, same_content):
+                return self._attrs(rel, src, dst, existing)
+        methods, why = choose_methods(config.method, config.reflink, src.dev == dst_dev)
         op = Op.COPY if existing is None else Op.UPDATE
         return Action(op, rel, dst, src, methods=methods, reason=why, existing=existing, dst_dev=dst_dev)
 
-    def _linked_file(self, rel: str, src: Entry, dst: str, existing: Entry | None, dst_dev: int) -> Action:
+    def _linked_file(self, rel: str, src: Entry, dst: str, existing: Entry | None, dst_dev: int,
+                     same_content: bool | None) -> Action:
         """Hard-link groups: the first member is copied, the others are linked to it."""
         key = (src.dev, src.ino)
         first = self.first_link.get(key)
         if first is None:
-            action = self._file(rel, src, dst, existing, dst_dev)
-            kept = existing if action.op is Op.SKIP else None
+            action = self._file(rel, src, dst, existing, dst_dev, same_content)
+            kept = existing if action.op in (Op.SKIP, Op.ATTRS) else None
             self.first_link[key] = (dst, (kept.dev, kept.ino) if kept else None)
             return action
         first_dst, first_id = first
@@ -57,9 +68,20 @@ class Decider:
         return Action(Op.HARDLINK, rel, dst, src, existing=existing, link_to=first_dst,
                       reason=f"hard link to {first_dst}")
 
-    @staticmethod
-    def _up_to_date(src: Entry, dst: Entry) -> bool:
-        return src.size == dst.size and src.mtime_ns == dst.mtime_ns
+    def _up_to_date(self, src: Entry, dst: Entry, same_content: bool | None) -> bool:
+        if src.size != dst.size:
+            return False
+        compare = self.config.compare
+        if compare is Compare.CHECKSUM:
+            return bool(same_content)
+        return compare is Compare.SIZE_ONLY or src.mtime_ns == dst.mtime_ns
+
+    def _attrs(self, rel: str, src: Entry, dst: str, existing: Entry) -> Action:
+        """Content is up to date: SKIP, or ATTRS when preserved metadata differs."""
+        differ = metadata_differences(src, existing, self.config.preserve, self.is_root)
+        if differ:
+            return Action(Op.ATTRS, rel, dst, src, existing=existing, reason=", ".join(differ) + " differ")
+        return Action(Op.SKIP, rel, dst, src, existing=existing, reason="up to date")
 
     def _special(self, rel: str, src: Entry, dst: str, existing: Entry | None) -> Action:
         if not (self.config.preserve.specials and self.is_root):
@@ -68,3 +90,18 @@ class Decider:
         if existing is not None and existing.kind is src.kind and existing.rdev == src.rdev:
             return Action(Op.SKIP, rel, dst, src, existing=existing, reason=f"{src.kind} exists")
         return Action(Op.SPECIAL, rel, dst, src, existing=existing, reason=f"new {src.kind}")
+
+
+def metadata_differences(src: Entry, dst: Entry, preserve: Preserve, is_root: bool) -> list[str]:
+    """Which preserved attributes of ``dst`` differ from ``src`` (names as in itemized output)."""
+    differ = []
+    if preserve.mode and src.mode != dst.mode:
+        differ.append("perms")
+    if preserve.times and src.mtime_ns != dst.mtime_ns and src.kind is not Kind.SYMLINK:
+        differ.append("time")
+    if preserve.owner and is_root:
+        if src.uid != dst.uid:
+            differ.append("owner")
+        if src.gid != dst.gid:
+            differ.append("group")
+    return differ

@@ -5,11 +5,11 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator
 
-from zcp.config import Config
-from zcp.model import Action, Entry, Kind
+from zcp.config import Compare, Config
+from zcp.model import Action, Entry, Kind, Op
 from zcp.planner.decide import Decider
 from zcp.planner.operands import Transfer
-from zcp.planner.walk import Excluder, OnError, walk_tree
+from zcp.planner.walk import OnError, join_rel, walk_tree
 
 
 def _lstat(path: str) -> Entry | None:
@@ -19,16 +19,35 @@ def _lstat(path: str) -> Entry | None:
         return None
 
 
-class Planner:
-    """Streams actions for transfers. Reads the trees (lstat, readlink), never writes."""
+def _same_content(a: str, b: str) -> bool:
+    from zcp.hashing import hash_path  # only --checksum pays for it
 
-    def __init__(self, config: Config, excluder: Excluder | None, on_error: OnError,
-                 is_root: bool | None = None, lstat: Callable[[str], Entry | None] = _lstat):
+    return hash_path(a) == hash_path(b)
+
+
+class Planner:
+    """Streams actions for transfers. Reads the trees (lstat, readlink, hashes), never writes.
+
+    With --delete, destination entries missing from the source are collected while walking and
+    planned after everything else (delete-after), and only when every source folder could be read:
+    an unreadable source folder must never look like an empty one.
+    """
+
+    def __init__(self, config: Config, on_error: OnError, is_root: bool | None = None,
+                 lstat: Callable[[str], Entry | None] = _lstat,
+                 same_content: Callable[[str, str], bool] = _same_content):
         self.config = config
-        self.excluder = excluder
-        self.on_error = on_error
+        self.excluder = config.filters or None
         self.decider = Decider(config, os.geteuid() == 0 if is_root is None else is_root)
         self._lstat = lstat
+        self._same_content = same_content
+        self._on_error = on_error
+        self.read_errors = 0
+        self._extras: list[Action] = []  # destination entries not in the source
+
+    def on_error(self, path: str, exc: OSError) -> None:
+        self.read_errors += 1
+        self._on_error(path, exc)
 
     def plan(self, transfer: Transfer) -> Iterator[Action]:
         src, dst_root = transfer.src, transfer.dst
@@ -37,34 +56,75 @@ class Planner:
         yield self._decide("", src, dst_root, root_existing, dst_dev)
         if src.kind is not Kind.DIR:
             return
-        # Folders that do not exist yet in the destination: their children need no lstat.
-        new_dirs: set[str] = set() if root_existing else {""}
+        # Folders that are not folders in the destination yet: their children need no lstat, and
+        # nothing beneath them is ever looked up through whatever stands there now (a symlink).
+        new_dirs: set[str] = set()
         dirs_dev = {"": dst_dev}
-        for rel, entry in walk_tree(src, self.excluder, self.on_error):
+        if root_existing is None or root_existing.kind is not Kind.DIR:
+            new_dirs.add("")
+        on_listing = self._note_extras(dst_root, new_dirs) if self.config.delete else None
+        for rel, entry in walk_tree(src, self.excluder, self.on_error, on_listing):
             parent = rel.rpartition("/")[0]
             dst = os.path.join(dst_root, rel)
+            existing = None
             try:
-                existing = None if parent in new_dirs else self._lstat(dst)
+                if parent not in new_dirs:
+                    existing = self._lstat(dst)
                 action = self._decide(rel, entry, dst, existing, dirs_dev[parent])
             except OSError as exc:  # an unreadable destination entry, a symlink that vanished
                 self.on_error(entry.path, exc)
-                if entry.kind is Kind.DIR:
-                    new_dirs.add(rel)  # keep the walk's bookkeeping; its children fail alike
-                    dirs_dev[rel] = dirs_dev[parent]
-                continue
+                action = None
             if entry.kind is Kind.DIR:
-                if existing is None or existing.kind is not Kind.DIR:
+                is_dir = existing is not None and existing.kind is Kind.DIR
+                if not is_dir:
                     new_dirs.add(rel)
-                dirs_dev[rel] = existing.dev if existing and existing.kind is Kind.DIR else dirs_dev[parent]
-            yield action
+                dirs_dev[rel] = existing.dev if is_dir else dirs_dev[parent]
+            if action is not None:
+                yield action
+
+    def deletions(self) -> Iterator[Action]:
+        """The --delete actions, after the transfers; none at all if any source could not be read."""
+        if not self._extras:
+            return
+        if self.read_errors:
+            self._on_error("--delete", OSError(0, f"not deleting {len(self._extras)} entries: "
+                                                  "some source entries could not be read"))
+            return
+        yield from self._extras
+
+    def _note_extras(self, dst_root: str, new_dirs: set[str]) -> Callable[[str, list[str]], None]:
+        """A walk hook: for each source folder listed, find destination names it lacks."""
+
+        def on_listing(rel: str, names: list[str]) -> None:
+            if rel in new_dirs:
+                return  # nothing there yet, or not a real folder (never listed through a symlink)
+            dst_dir = os.path.join(dst_root, rel) if rel else dst_root
+            try:
+                with os.scandir(dst_dir) as it:
+                    extra = sorted((d.name, d.is_dir(follow_symlinks=False)) for d in it if d.name not in names)
+            except OSError as exc:
+                self.on_error(dst_dir, exc)
+                return
+            for name, is_dir in extra:
+                child = join_rel(rel, name)
+                if self.excluder and not self.config.delete_excluded and self.excluder.excluded(child, is_dir):
+                    continue  # excluded entries are protected unless --delete-excluded
+                path = os.path.join(dst_dir, name)
+                self._extras.append(Action(Op.DELETE, child, path, existing=self._lstat(path),
+                                           reason="not in the source"))
+
+        return on_listing
 
     def _decide(self, rel: str, src: Entry, dst: str, existing: Entry | None, dst_dev: int) -> Action:
-        target = existing_target = None
+        target = existing_target = same = None
         if src.kind is Kind.SYMLINK:
             target = os.readlink(src.path)
             if existing is not None and existing.kind is Kind.SYMLINK:
                 existing_target = os.readlink(dst)
-        return self.decider.decide(rel, src, dst, existing, dst_dev, target, existing_target)
+        elif (self.config.compare is Compare.CHECKSUM and src.kind is Kind.FILE and existing is not None
+              and existing.kind is Kind.FILE and existing.size == src.size):
+            same = self._same_content(src.path, dst)
+        return self.decider.decide(rel, src, dst, existing, dst_dev, target, existing_target, same)
 
     def _dev_of(self, dst_root: str, existing: Entry | None) -> int:
         """The device new files will land on: the destination itself if a folder, else its parent."""

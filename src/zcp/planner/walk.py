@@ -4,14 +4,8 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
-from typing import Protocol
-
+from zcp.config import Excluder
 from zcp.model import Entry, Kind
-
-
-class Excluder(Protocol):
-    def excluded(self, rel: str, is_dir: bool) -> bool: ...
-
 
 OnError = Callable[[str, OSError], None]
 
@@ -42,17 +36,29 @@ def list_dir(path: str, rel: str, excluder: Excluder | None, on_error: OnError) 
     return children
 
 
-def walk_tree(root: Entry, excluder: Excluder | None, on_error: OnError) -> Iterator[tuple[str, Entry]]:
+OnListing = Callable[[str, set[str]], None]
+
+
+def walk_tree(root: Entry, excluder: Excluder | None, on_error: OnError,
+              on_listing: OnListing | None = None) -> Iterator[tuple[str, Entry]]:
     """Everything below ``root`` (not root itself), folders before their contents, depth first.
 
     Streams: only the folders on the current path are held in memory with their listings.
+    ``on_listing(rel, names)`` sees each folder's kept child names before its children are yielded.
     """
-    stack = [iter(list_dir(root.path, "", excluder, on_error))]
+
+    def listing(path: str, rel: str) -> Iterator[tuple[str, Entry]]:
+        children = list_dir(path, rel, excluder, on_error)
+        if on_listing is not None:
+            on_listing(rel, {child_rel.rpartition("/")[2] for child_rel, _ in children})
+        return iter(children)
+
+    stack = [listing(root.path, "")]
     while stack:
         for rel, entry in stack[-1]:
             yield rel, entry
             if entry.kind is Kind.DIR:
-                stack.append(iter(list_dir(entry.path, rel, excluder, on_error)))
+                stack.append(listing(entry.path, rel))
                 break
         else:
             stack.pop()

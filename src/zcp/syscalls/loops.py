@@ -24,6 +24,8 @@ from zcp.errors import UNSUPPORTED_ERRNOS, SourceChanged, Unsupported
 Progress = Callable[[int], None]
 # copier(src_fd, dst_fd, length, src_off, dst_off, progress) -> bytes moved
 Copier = Callable[[int, int, int | None, int | None, int | None, Progress | None], int]
+# writer(bytes of the chunk already sent, destination offset or None) -> bytes written
+_Writer = Callable[[int, int | None], int]
 
 # One call moves at most this much: glibc 2.41/2.42 mishandle larger counts, and it bounds the
 # time between progress reports.
@@ -157,12 +159,8 @@ def read_write(
             if length is None:
                 break
             raise _ended_early(Method.RW, src_off, done, length)
-        data = chunk[:got]
-
-        def write(sent: int, pos: int | None, data: memoryview = data) -> int:
-            return os.write(dst_fd, data[sent:]) if pos is None else os.pwrite(dst_fd, data[sent:], pos)
-
         retractable = done == 0 and src_off is not None
+        write = _buffer_writer(dst_fd, chunk[:got])
         _deliver(Method.RW, write, dst_fd, got, _at(dst_off, done), progress, retractable=retractable)
         done += got
     return done
@@ -238,11 +236,8 @@ def _splice_through_pipe(
                 if length is None:
                     break
                 raise _ended_early(Method.SPLICE, src_off, done, length)
-
-            def write(sent: int, pos: int | None, got: int = got) -> int:
-                return os.splice(pipe_r, dst_fd, got - sent, None, pos)
-
             retractable = done == 0 and src_off is not None
+            write = _pipe_drainer(pipe_r, dst_fd, got)
             _deliver(Method.SPLICE, write, dst_fd, got, _at(dst_off, done), progress, retractable=retractable)
             done += got
         return done
@@ -253,7 +248,7 @@ def _splice_through_pipe(
 
 def _deliver(
     method: Method,
-    write: Callable[[int, int | None], int],
+    write: _Writer,
     dst_fd: int,
     count: int,
     dst_pos: int | None,
@@ -281,6 +276,20 @@ def _deliver(
             raise OSError(exc.errno, message) from exc
         sent += wrote
         _report(progress, wrote)
+
+
+def _buffer_writer(dst_fd: int, data: memoryview) -> _Writer:
+    def write(sent: int, pos: int | None) -> int:
+        return os.write(dst_fd, data[sent:]) if pos is None else os.pwrite(dst_fd, data[sent:], pos)
+
+    return write
+
+
+def _pipe_drainer(pipe_r: int, dst_fd: int, count: int) -> _Writer:
+    def write(sent: int, pos: int | None) -> int:
+        return os.splice(pipe_r, dst_fd, count - sent, None, pos)
+
+    return write
 
 
 def _fail(method: Method, exc: OSError, *, committed: bool) -> NoReturn:

@@ -45,19 +45,18 @@ def data_segments(fd: int, size: int) -> Iterator[tuple[int, int]]:
 def copy_file_data(
     copier: Copier, src_fd: int, dst_fd: int, size: int, sparse: bool, progress: Progress | None = None
 ) -> int:
-    """Copy a regular file positionally into a regular file; return the bytes moved.
+    """Copy a regular file positionally into an empty regular file; return the bytes moved.
 
-    ``sparse``: copy only the data segments and leave holes as holes. The destination ends with
-    exactly the source's size. A size of 0 may hide generated content (procfs, sysfs): that is read
-    until EOF with read/write, the only path such files serve.
+    ``sparse``: copy only the data segments, leaving holes as holes, then set the destination's size
+    (a trailing hole has no data to write). A size of 0 may hide generated content (procfs, sysfs):
+    that is read until EOF with read/write, the only path such files serve.
     """
     if size == 0:
-        copied = read_write(src_fd, dst_fd, None, 0, 0, progress)
-        os.ftruncate(dst_fd, copied)
-        return copied
-    segments = data_segments(src_fd, size) if sparse else iter([(0, size)])
+        return read_write(src_fd, dst_fd, None, 0, 0, progress)
+    if not sparse:
+        return copier(src_fd, dst_fd, size, 0, 0, progress)
     copied = 0
-    for offset, length in segments:
+    for offset, length in data_segments(src_fd, size):
         try:
             copied += copier(src_fd, dst_fd, length, offset, offset, progress)
         except Unsupported as exc:

@@ -1,4 +1,5 @@
-"""FICLONE / FICLONERANGE on loop-mounted filesystems: shared extents where supported, else Unsupported."""
+"""Real filesystems: FICLONE / FICLONERANGE share extents where supported (else Unsupported), and a
+full filesystem is a real error for every loop."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from syscalls_support import no_hang, random_bytes  # noqa: F401 (fixture)
 
 from zcp.config import Method
 from zcp.errors import Unsupported
-from zcp.syscalls import reflink, reflink_range
+from zcp.syscalls import COPIERS, reflink, reflink_range
 
 SIZE = 256 * 1024
 
@@ -103,3 +104,17 @@ def test_reflink_onto_a_directory_is_a_real_error(xfs_dir):
         os.close(src)
         os.close(folder)
     assert raised.value.errno == errno.EISDIR
+
+
+@pytest.mark.parametrize("method", list(COPIERS))
+def test_a_full_filesystem_is_a_real_error(tiny_tmpfs, method):
+    data = random_bytes(700 * 1024, seed=6)  # the source and most of its copy do not fit in 1 MiB
+    src = written(tiny_tmpfs / "src", data)
+    dst = os.open(tiny_tmpfs / "dst", os.O_WRONLY | os.O_CREAT, 0o644)
+    try:
+        with pytest.raises(OSError) as raised:
+            COPIERS[method](src, dst, len(data), 0, 0)
+    finally:
+        os.close(src)
+        os.close(dst)
+    assert raised.value.errno == errno.ENOSPC

@@ -1,0 +1,57 @@
+"""rsync-style itemized changes (-i): one line per entry that changes, from the plan alone.
+
+``YXcstpoguax name``: Y is what happens (> file written, c created locally, h hard link, . only
+attributes, *deleting), X the kind (f file, d folder, L symlink, D device, S FIFO/socket), then one
+letter per attribute that changes (c content, s size, t time, p perms, o owner, g group), '+' for
+all of them on a new entry. Unchanged entries print nothing.
+"""
+
+from __future__ import annotations
+
+from zcp.config import Preserve
+from zcp.model import Action, Entry, Kind, Op
+from zcp.planner.decide import metadata_differences
+
+_KIND_LETTER = {
+    Kind.FILE: "f", Kind.DIR: "d", Kind.SYMLINK: "L", Kind.CHAR: "D", Kind.BLOCK: "D",
+    Kind.FIFO: "S", Kind.SOCKET: "S",
+}
+_CHANGE_LETTERS = {"content": "c", "size": "s", "time": "t", "perms": "p", "owner": "o", "group": "g"}
+_SLOTS = ("content", "size", "time", "perms", "owner", "group", "u", "a", "x")
+
+
+def itemize(action: Action, preserve: Preserve, is_root: bool) -> str | None:
+    name = _name(action)
+    if action.op is Op.DELETE:
+        return f"*deleting   {name}"
+    src = action.src
+    if src is None or action.op is Op.SKIP:
+        return None
+    kind = _KIND_LETTER[src.kind]
+    existing = action.existing
+    what = {Op.COPY: ">", Op.UPDATE: ">", Op.HARDLINK: "h", Op.ATTRS: "."}.get(action.op, "c")
+    if existing is None or existing.kind is not src.kind:
+        return f"{what}{kind}{'+' * len(_SLOTS)} {name}"
+    changed = set(metadata_differences(src, existing, preserve, is_root))
+    changed |= _content_changes(action, src, existing)
+    if action.op is Op.MKDIR and not changed:
+        return None
+    if action.op is Op.MKDIR:
+        what = "."
+    flags = "".join(_CHANGE_LETTERS[slot] if slot in changed else "." for slot in _SLOTS)
+    return f"{what}{kind}{flags} {name}"
+
+
+def _content_changes(action: Action, src: Entry, existing: Entry) -> set[str]:
+    if action.op in (Op.COPY, Op.UPDATE):
+        changes = {"content"} if src.size == existing.size else {"size"}
+        return changes | ({"time"} if src.mtime_ns != existing.mtime_ns else set())
+    if action.op is Op.SYMLINK:
+        return {"content"}  # the link text differs
+    return set()
+
+
+def _name(action: Action) -> str:
+    rel = action.rel or "."
+    kind = action.src.kind if action.src is not None else (action.existing.kind if action.existing else None)
+    return f"{rel}/" if kind is Kind.DIR else rel
