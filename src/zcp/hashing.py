@@ -53,8 +53,9 @@ def prepare_signals() -> None:
 def hash_fd(fd: int, size: int | None = None, progress: Progress | None = None) -> bytes:
     """xxh3-128 of the fd's content from offset 0; with ``size``, SourceChanged unless it has that length.
 
-    Positional reads leave the fd's offset alone; a pipe or other unseekable fd is read from
-    where it stands until EOF.
+    Without ``size`` it reads until EOF, but a regular file may not grow past the st_size it had
+    at the start (SourceChanged). Positional reads leave the fd's offset alone; a pipe or other
+    unseekable fd is read from where it stands.
     """
     hasher = xxhash.xxh3_128()
     _feed(fd, size, hasher.update, progress)
@@ -95,7 +96,7 @@ def hex_digest(digest: bytes) -> str:
 
 
 def block_hashes(fd: int, size: int, block_size: int) -> list[bytes]:
-    """xxh3-128 of each ``block_size`` block of the first ``size`` bytes (the last one short), for delta sync."""
+    """xxh3-128 of each ``block_size`` block (the last one short) of a ``size``-byte file, for delta sync."""
     if block_size <= 0:
         raise ValueError(f"block size must be positive, not {block_size}")
     digests: list[bytes] = []
@@ -150,7 +151,14 @@ def _feed(fd: int, size: int | None, sink: _Sink, progress: Progress | None) -> 
             fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_UNLCK)
         return
     positional = regular or stat.S_ISBLK(st.st_mode)
-    _feed_read(fd, size, expected, positional, sink, progress)
+    # Without a size, a regular file still may not read longer than its st_size said, or one that
+    # keeps growing would never reach EOF. Shorter is fine: sysfs says 4096 for a few bytes.
+    limit = size if size is not None else (st.st_size if regular and st.st_size else None)
+    done = _feed_read(fd, limit, positional, sink, progress)
+    if limit is not None and done > limit:
+        raise SourceChanged(f"grew while it was hashed: expected {limit} bytes")
+    if size is not None and done < size:
+        raise SourceChanged(f"shrank while it was hashed: expected {size} bytes, read {done}")
 
 
 def _take_lease(fd: int) -> bool:
@@ -183,14 +191,11 @@ def _feed_mapped(fd: int, length: int, sink: _Sink, progress: Progress | None) -
             progress(count)
 
 
-def _feed_read(
-    fd: int, size: int | None, expected: int, positional: bool, sink: _Sink, progress: Progress | None
-) -> None:
-    # Read one byte past the expected size, so that a file that grew (or ends later than its
-    # st_size says) is noticed, and size the buffer to the file: zeroing a big one costs more
-    # than hashing a small file.
-    cap = None if size is None else size + 1
-    buffer = bytearray(min(READ_CHUNK, expected + 1 if expected else UNKNOWN_SIZE_CHUNK))
+def _feed_read(fd: int, limit: int | None, positional: bool, sink: _Sink, progress: Progress | None) -> int:
+    """Feed until EOF, or until one byte past ``limit`` (to notice growth); the number of bytes fed."""
+    cap = None if limit is None else limit + 1
+    # Sized to the file: zeroing a big buffer costs more than hashing a small file.
+    buffer = bytearray(min(READ_CHUNK, UNKNOWN_SIZE_CHUNK if cap is None else cap))
     whole = memoryview(buffer)
     if positional and cap is not None and cap > READ_CHUNK:
         os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)
@@ -205,6 +210,4 @@ def _feed_read(
         done += got
         if progress:
             progress(got)
-    if size is not None and done != size:
-        change = "grew" if done > size else "shrank"
-        raise SourceChanged(f"{change} while it was hashed: expected {size} bytes")
+    return done

@@ -120,7 +120,7 @@ def check_list(
     lines: Iterable[tuple[bytes, str]], hash_path: Callable[[str], bytes] = _hash_listed
 ) -> list[CheckResult]:
     """Hash each listed file (names relative to the current folder) and compare with its digest."""
-    results = []
+    results: list[CheckResult] = []
     for expected, name in lines:
         try:
             actual = hash_path(name)

@@ -36,10 +36,31 @@ class Difference:
 def compare_trees(src: str, dst: str, progress: Progress | None = None) -> Iterator[Difference]:
     """Differences between the trees (or files) at ``src`` and ``dst``; nothing when they agree.
 
-    A missing root raises FileNotFoundError; ``progress`` receives the bytes hashed, as they are.
+    A missing root raises FileNotFoundError when iteration starts; ``progress`` receives the
+    bytes hashed (both sides), as they are.
     """
     src, dst = os.path.realpath(src, strict=True), os.path.realpath(dst, strict=True)
-    yield from _compare(".", src, dst, os.lstat(src), os.lstat(dst), progress)
+    # Depth-first with an explicit stack (no recursion limit on deep trees). A folder's entries are
+    # pushed in reverse, so they come out in byte order: a pair still to compare, or a difference
+    # found already (an entry on one side only).
+    stack: list[_Pair | Difference] = [_Pair(".", src, dst, os.lstat(src), os.lstat(dst))]
+    while stack:
+        pair = stack.pop()
+        if isinstance(pair, Difference):
+            yield pair
+            continue
+        src_kind, dst_kind = Kind.of(pair.src_st.st_mode), Kind.of(pair.dst_st.st_mode)
+        if src_kind is not dst_kind:
+            yield Difference(pair.rel, "type", f"{src_kind} in source, {dst_kind} in destination")
+        elif src_kind is Kind.DIR:
+            try:
+                stack.extend(reversed(_entries(pair)))
+            except OSError as exc:
+                yield Difference(pair.rel, "error", describe(exc))
+        elif src_kind is Kind.SYMLINK:
+            yield from _compare_links(pair)
+        elif src_kind is Kind.FILE:
+            yield from _compare_files(pair, progress)
 
 
 def to_json(diff: Difference) -> dict[str, str]:
@@ -47,39 +68,36 @@ def to_json(diff: Difference) -> dict[str, str]:
     return asdict(diff)
 
 
-def _compare(
-    rel: str, src: str, dst: str, src_st: os.stat_result, dst_st: os.stat_result, progress: Progress | None
-) -> Iterator[Difference]:
-    src_kind, dst_kind = Kind.of(src_st.st_mode), Kind.of(dst_st.st_mode)
-    if src_kind is not dst_kind:
-        yield Difference(rel, "type", f"{src_kind} in source, {dst_kind} in destination")
-    elif src_kind is Kind.DIR:
-        yield from _compare_dirs(rel, src, dst, progress)
-    elif src_kind is Kind.SYMLINK:
-        yield from _compare_links(rel, src, dst)
-    elif src_kind is Kind.FILE:
-        yield from _compare_files(rel, src, dst, src_st.st_size, dst_st.st_size, progress)
+@dataclass(frozen=True, slots=True)
+class _Pair:
+    """A path found below both roots, with its lstat on each side."""
+
+    rel: str
+    src: str
+    dst: str
+    src_st: os.stat_result
+    dst_st: os.stat_result
 
 
-def _compare_dirs(rel: str, src: str, dst: str, progress: Progress | None) -> Iterator[Difference]:
-    try:
-        src_entries, dst_entries = _list_dir(src), _list_dir(dst)
-    except OSError as exc:
-        yield Difference(rel, "error", describe(exc))
-        return
+def _entries(folder: _Pair) -> list[_Pair | Difference]:
+    src_entries, dst_entries = _list_dir(folder.src), _list_dir(folder.dst)
+    found: list[_Pair | Difference] = []
     for name in sorted(src_entries.keys() | dst_entries.keys(), key=os.fsencode):
-        child = name if rel == "." else f"{rel}/{name}"
-        src_st, dst_st = src_entries.get(name), dst_entries.get(name)
-        if dst_st is None:
-            yield Difference(child, "missing", f"{Kind.of(src_st.st_mode)} not in destination")
-        elif src_st is None:
-            yield Difference(child, "extra", f"{Kind.of(dst_st.st_mode)} not in source")
+        rel = name if folder.rel == "." else f"{folder.rel}/{name}"
+        if name not in dst_entries:
+            kind = Kind.of(src_entries[name].st_mode)
+            found.append(Difference(rel, "missing", f"{kind} not in destination"))
+        elif name not in src_entries:
+            kind = Kind.of(dst_entries[name].st_mode)
+            found.append(Difference(rel, "extra", f"{kind} not in source"))
         else:
-            yield from _compare(child, os.path.join(src, name), os.path.join(dst, name), src_st, dst_st, progress)
+            src, dst = os.path.join(folder.src, name), os.path.join(folder.dst, name)
+            found.append(_Pair(rel, src, dst, src_entries[name], dst_entries[name]))
+    return found
 
 
 def _list_dir(path: str) -> dict[str, os.stat_result]:
-    found = {}
+    found: dict[str, os.stat_result] = {}
     with os.scandir(path) as entries:
         for entry in entries:
             try:
@@ -89,26 +107,26 @@ def _list_dir(path: str) -> dict[str, os.stat_result]:
     return found
 
 
-def _compare_links(rel: str, src: str, dst: str) -> Iterator[Difference]:
+def _compare_links(pair: _Pair) -> Iterator[Difference]:
     try:
-        src_target, dst_target = os.readlink(src), os.readlink(dst)
+        src_target, dst_target = os.readlink(pair.src), os.readlink(pair.dst)
     except OSError as exc:
-        yield Difference(rel, "error", describe(exc))
+        yield Difference(pair.rel, "error", describe(exc))
         return
     if src_target != dst_target:
-        yield Difference(rel, "differ", f"link to {src_target!r} in source, to {dst_target!r} in destination")
+        detail = f"link to {src_target!r} in source, to {dst_target!r} in destination"
+        yield Difference(pair.rel, "differ", detail)
 
 
-def _compare_files(
-    rel: str, src: str, dst: str, src_size: int, dst_size: int, progress: Progress | None
-) -> Iterator[Difference]:
+def _compare_files(pair: _Pair, progress: Progress | None) -> Iterator[Difference]:
+    src_size, dst_size = pair.src_st.st_size, pair.dst_st.st_size
     if src_size != dst_size:
-        yield Difference(rel, "differ", f"{src_size} bytes in source, {dst_size} in destination")
+        yield Difference(pair.rel, "differ", f"{src_size} bytes in source, {dst_size} in destination")
         return
     try:
-        src_digest, dst_digest = hash_path(src, progress), hash_path(dst, progress)
+        src_digest, dst_digest = hash_path(pair.src, progress), hash_path(pair.dst, progress)
     except (OSError, FileError) as exc:
-        yield Difference(rel, "error", describe(exc))
+        yield Difference(pair.rel, "error", describe(exc))
         return
     if src_digest != dst_digest:
-        yield Difference(rel, "differ", "same size, different content")
+        yield Difference(pair.rel, "differ", "same size, different content")

@@ -111,6 +111,31 @@ def test_procfs_file_of_size_zero_is_read_until_eof(name):
     assert hashing.hash_path(path) == xxhash.xxh3_128_digest(content)
 
 
+def test_sysfs_file_shorter_than_its_size_is_read_until_eof():
+    path = "/sys/kernel/mm/transparent_hugepage/enabled"
+    need(os.path.exists(path), f"needs {path}")
+    with open(path, "rb") as f:
+        content = f.read()
+    assert 0 < len(content) < os.stat(path).st_size
+    assert hashing.hash_path(path) == xxhash.xxh3_128_digest(content)
+
+
+def test_a_file_that_keeps_growing_ends_in_source_changed(tmp_path, small_chunks, monkeypatch):
+    monkeypatch.setattr(hashing, "MMAP_MIN_SIZE", 1 << 62)
+    path = write_file(tmp_path / "log", os.urandom(2 * CHUNK))
+
+    def append(_done: int) -> None:
+        with open(path, "ab") as f:
+            f.write(os.urandom(CHUNK))
+
+    fd = open_ro(path)
+    try:
+        with pytest.raises(SourceChanged, match="grew"):
+            hashing.hash_fd(fd, None, append)
+    finally:
+        os.close(fd)
+
+
 def test_pipe_is_read_until_eof(small_chunks):
     data = os.urandom(3 * 4096 + 5)
     read_end, write_end = os.pipe()
