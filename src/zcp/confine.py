@@ -1,4 +1,4 @@
-"""Kernel-enforced confinement beneath a destination folder.
+"""Kernel-enforced confinement beneath a destination folder (stream receiver, --delete).
 
 Names from a stream are untrusted. They are checked as strings (no absolute names, no '..', no
 NUL, not empty), but what keeps writes inside DEST is the kernel: every folder is opened with
@@ -13,6 +13,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
+import stat
 from collections.abc import Callable
 
 from zcp.errors import StreamError
@@ -170,7 +171,13 @@ class ConfinedDir:
 
 
 def _nofollow_one(dir_fd: int, part: str) -> int:
-    return os.open(part, _DIR_FLAGS | os.O_NOFOLLOW, dir_fd=dir_fd)
+    try:
+        return os.open(part, _DIR_FLAGS | os.O_NOFOLLOW, dir_fd=dir_fd)
+    except NotADirectoryError:
+        # O_NOFOLLOW | O_DIRECTORY on a symlink says ENOTDIR; name the real reason.
+        if stat.S_ISLNK(os.stat(part, dir_fd=dir_fd, follow_symlinks=False).st_mode):
+            raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), part) from None
+        raise
 
 
 def _unsafe(exc: OSError, where: Parts) -> OSError | StreamError:

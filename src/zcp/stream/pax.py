@@ -116,7 +116,7 @@ def format_ns_time(ns: int) -> bytes:
 def parse_ns_time(value: bytes) -> int:
     text = value.decode("ascii", "replace")
     sign = -1 if text.startswith("-") else 1
-    whole, _, frac = text.lstrip("-").partition(".")
+    whole, _, frac = text.removeprefix("-").partition(".")
     if not whole.isdigit() or (frac and not frac.isdigit()) or len(whole) > 20:
         raise StreamError(f"bad pax time {text!r}")
     return sign * (int(whole) * 1_000_000_000 + int(frac[:9].ljust(9, "0") or 0))

@@ -23,7 +23,7 @@ from zcp.errors import SourceChanged, StreamError, UsageError, ZcpError, describ
 from zcp.hashing import hash_fd, hex_digest
 from zcp.model import Kind
 from zcp.stream import pax
-from zcp.stream.confine import ConfinedDir, Parts, display, split_name
+from zcp.confine import ConfinedDir, Parts, display, split_name
 from zcp.stream.members import Member, TarReader
 from zcp.stream.transfer import body_methods, move, read_exact, write_all
 from zcp.syscalls import Progress
@@ -81,7 +81,7 @@ def receive(
             return _unpack(TarReader(in_fd), dest, options)
         first = read_exact(in_fd, pax.BLOCK)
         if to_folder:
-            if not pax.is_tar_header(first):
+            if not (pax.is_tar_header(first) or first == pax.ZERO_BLOCK):  # zeros: an empty archive
                 raise StreamError("not a tar stream; give a file name to receive raw bytes")
             return _unpack(TarReader(in_fd, first), dest, options)
         peeked, is_zcp = _sniff_zcp(in_fd, first)
@@ -230,9 +230,9 @@ class _Unpacker:
             self._claim(parts, Kind.DIR)
             self._folder(parts, member)
         else:
-            self._claim(parts, member.kind)
             if not parts:
                 raise StreamError("refusing an entry that names the destination folder itself")
+            self._claim(parts, member.kind)
             if member.kind is Kind.FILE:
                 self._file(parts, member)
             elif member.kind is Kind.SYMLINK:

@@ -12,12 +12,13 @@ import os
 import pwd
 import stat
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import TypeVar
 
 from zcp.config import Method
-from zcp.errors import SourceChanged
+from zcp.errors import SourceChanged, describe
 from zcp.hashing import hash_fd, hex_digest
 from zcp.model import Entry, Kind
 from zcp.stream import pax
@@ -31,7 +32,9 @@ _TYPE_BY_KIND = {
     Kind.CHAR: pax.CHAR,
     Kind.BLOCK: pax.BLOCKDEV,
 }
-_OPEN_SOURCE = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NOCTTY
+T = TypeVar("T")
+# O_NONBLOCK: a FIFO swapped in for a file must not block the open (fstat then tells).
+_OPEN_SOURCE = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NOCTTY | os.O_NONBLOCK
 
 
 @dataclass
@@ -41,14 +44,18 @@ class StreamStats:
     hardlinks: int = 0
     skipped: int = 0  # sockets: tar has no type for them
     bytes: int = 0  # body bytes sent
+    vanished: list[str] = field(default_factory=list)  # gone before their header was written
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (path, reason): unreadable, left out
     by_method: Counter[Method] = field(default_factory=Counter)
 
 
 def write_stream(out_fd: int, items: Iterable[tuple[str, Entry]], *, progress: Progress | None = None) -> StreamStats:
     """Write ``items`` (archive name, lstat snapshot) as a zcp pax stream, then the end marker.
 
-    Raises SourceChanged (naming the file) when a file changed while it was sent: the stream is
-    then unusable. BrokenPipe when the reader went away.
+    An entry that fails before its header is written (vanished, unreadable, no longer a regular
+    file, changed while hashed) is left out and listed in ``vanished`` or ``failed``. A file that
+    changes after its header went out raises SourceChanged naming it: the stream is then unusable.
+    BrokenPipe when the reader went away.
     """
     stats = StreamStats()
     write_all(out_fd, pax.pax_header(b"././@PaxGlobalHeader", pax.PAX_GLOBAL, [(pax.KEY_VERSION, pax.ZCP_VERSION.encode())]))
@@ -60,18 +67,23 @@ def write_stream(out_fd: int, items: Iterable[tuple[str, Entry]], *, progress: P
         if entry.kind is Kind.SOCKET:
             stats.skipped += 1
             continue
-        stats.entries += 1
         if entry.kind is Kind.FILE and entry.nlink > 1 and link_key in first_names:
             write_all(out_fd, _headers(arcname, pax.HARDLINK, entry, linkname=first_names[link_key]))
             stats.hardlinks += 1
+            written = True
         elif entry.kind is Kind.FILE:
-            _send_file(out_fd, arcname, entry, methods, stats, progress)
-            if entry.nlink > 1:
+            written = _send_file(out_fd, arcname, entry, methods, stats, progress)
+            if written and entry.nlink > 1:
                 first_names[link_key] = arcname
         elif entry.kind is Kind.SYMLINK:
-            write_all(out_fd, _headers(arcname, pax.SYMLINK, entry, linkname=os.fsencode(os.readlink(entry.path))))
+            target = _before_header(os.readlink, entry.path, stats)
+            written = target is not None
+            if target is not None:
+                write_all(out_fd, _headers(arcname, pax.SYMLINK, entry, linkname=os.fsencode(target)))
         else:
             write_all(out_fd, _headers(arcname, _TYPE_BY_KIND[entry.kind], entry))
+            written = True
+        stats.entries += written
     write_all(out_fd, pax.ZERO_BLOCK * 2)
     return stats
 
@@ -82,20 +94,36 @@ def write_raw(out_fd: int, src_fd: int, size: int | None, progress: Progress | N
     return move(src_fd, out_fd, size, None, None, body_methods(src_fd, out_fd), used, progress)
 
 
+def _before_header(read: Callable[[str], T], path: str, stats: StreamStats) -> T | None:
+    """``read(path)``, or None with the failure recorded: nothing of this entry is in the stream yet."""
+    try:
+        return read(path)
+    except FileNotFoundError:
+        stats.vanished.append(path)
+    except OSError as exc:
+        stats.failed.append((path, describe(exc)))
+    return None
+
+
 def _send_file(
     out_fd: int, arcname: bytes, entry: Entry, methods: tuple[Method, ...], stats: StreamStats, progress: Progress | None
-) -> None:
-    fd = os.open(entry.path, _OPEN_SOURCE)
+) -> bool:
+    """Header, body and padding of one regular file; False if it could not be opened (left out)."""
+    fd = _before_header(lambda path: os.open(path, _OPEN_SOURCE), entry.path, stats)
+    if fd is None:
+        return False
     try:
         before = os.fstat(fd)
         if not stat.S_ISREG(before.st_mode):
-            raise SourceChanged(f"{entry.path}: no longer a regular file")
+            stats.failed.append((entry.path, "no longer a regular file"))
+            return False
         # Hash first: the reader checks the body against it, and the body then goes out of the
         # page cache this read has just filled.
         try:
             digest = hash_fd(fd, before.st_size)
         except SourceChanged as exc:
-            raise SourceChanged(f"{entry.path}: {exc}") from None
+            stats.failed.append((entry.path, str(exc)))
+            return False
         current = Entry.from_stat(entry.path, before)
         write_all(out_fd, _headers(arcname, pax.REGULAR, current, digest=digest))
         try:
@@ -110,6 +138,7 @@ def _send_file(
         os.close(fd)
     stats.files += 1
     stats.bytes += current.size
+    return True
 
 
 def _archive_name(name: str, kind: Kind) -> bytes:

@@ -1,0 +1,201 @@
+"""write_stream | receive over real fds give an identical tree; each output kind takes its kernel path."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import threading
+
+import pytest
+from conftest import need_tool
+from stream_support import build_tree, pipe_transfer, snapshot, temp_leftovers, walk_items
+
+from zcp.config import Method
+from zcp.errors import SourceChanged
+from zcp.model import Entry
+from zcp.stream import receive, write_stream
+
+
+def test_pipe_round_trip_gives_an_identical_tree(tmp_path):
+    src = build_tree(tmp_path / "src")
+    dest = tmp_path / "dest"
+    sent, got = pipe_transfer(walk_items(src), f"{dest}/", allow_devices=True)
+
+    assert snapshot(dest) == snapshot(src)
+    assert temp_leftovers(dest) == []
+    regular = [e for _, e in walk_items(src) if e.kind == "file"]
+    distinct = {(e.dev, e.ino) for e in regular}
+    assert sent.files == got.files == got.verified == len(distinct)
+    assert sent.hardlinks == len(regular) - len(distinct)
+    assert sent.by_method == {Method.SPLICE: sent.bytes}
+    assert got.by_method == {Method.SPLICE: got.bytes} and got.bytes == sent.bytes
+    assert got.zcp and got.format == "tar"
+
+
+def test_rsync_agrees_with_the_copy(tmp_path):
+    rsync = need_tool("rsync")
+    src = build_tree(tmp_path / "src")
+    dest = tmp_path / "dest"
+    pipe_transfer(walk_items(src), f"{dest}/", allow_devices=True)
+    # -c compares content, -H hard links; the root folder itself was not in the stream.
+    diff = subprocess.run([rsync, "-anciH", "--no-t", f"{src}/", f"{dest}/"], capture_output=True, text=True, check=True)
+    assert diff.stdout == ""
+    times = subprocess.run([rsync, "-anciH", f"{src}/", f"{dest}/"], capture_output=True, text=True, check=True)
+    assert [line for line in times.stdout.splitlines() if not line.endswith(" ./")] == []
+
+
+# Each kind of output with the method its bodies must take.
+@pytest.mark.parametrize(
+    "output, method", [("socket", Method.SENDFILE), ("file", Method.COPY_FILE_RANGE), ("append", Method.RW)]
+)
+def test_each_output_kind_uses_its_kernel_path(tmp_path, output, method):
+    src = build_tree(tmp_path / "src", fifo=False)
+    archive = tmp_path / "archive.tar"
+    if output == "socket":
+        left, right = socket.socketpair()
+        with left, right, open(archive, "wb") as sink:
+            thread = threading.Thread(target=lambda: _drain_socket(right, sink))
+            thread.start()
+            stats = write_stream(left.fileno(), walk_items(src))
+            left.shutdown(socket.SHUT_WR)
+            thread.join(timeout=60)
+    else:
+        flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if output == "append" else 0)
+        fd = os.open(archive, flags, 0o644)
+        try:
+            stats = write_stream(fd, walk_items(src))
+        finally:
+            os.close(fd)
+    assert stats.by_method == {method: stats.bytes}
+
+    dest = tmp_path / "dest"
+    fd = os.open(archive, os.O_RDONLY)
+    try:
+        got = receive(fd, f"{dest}/")
+    finally:
+        os.close(fd)
+    assert snapshot(dest) == snapshot(src)
+    assert got.by_method == {Method.COPY_FILE_RANGE: got.bytes}  # a tar file on stdin: file to file
+
+
+def _drain_socket(sock: socket.socket, sink) -> None:
+    while chunk := sock.recv(1 << 16):
+        sink.write(chunk)
+
+
+def test_receive_into_existing_folder_replaces_files_and_keeps_others(tmp_path):
+    src = build_tree(tmp_path / "src", fifo=False)
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    (dest / "size-1").write_bytes(b"old content, longer than the new one")
+    (dest / "unrelated").write_bytes(b"keep me")
+    pipe_transfer(walk_items(src), str(dest))  # an existing folder needs no trailing '/'
+    assert (dest / "size-1").read_bytes() == (src / "size-1").read_bytes()
+    assert (dest / "unrelated").read_bytes() == b"keep me"
+
+
+def test_setuid_bits_are_stripped_unless_asked(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "tool").write_bytes(b"x")
+    (src / "tool").chmod(0o6755)
+    (src / "shared").mkdir()
+    (src / "shared").chmod(0o1777)
+    pipe_transfer(walk_items(src), f"{tmp_path}/plain/")
+    pipe_transfer(walk_items(src), f"{tmp_path}/kept/", keep_perms=True)
+    assert (tmp_path / "plain" / "tool").stat().st_mode & 0o7777 == 0o755
+    assert (tmp_path / "plain" / "shared").stat().st_mode & 0o7777 == 0o777
+    assert (tmp_path / "kept" / "tool").stat().st_mode & 0o7777 == 0o6755
+    assert (tmp_path / "kept" / "shared").stat().st_mode & 0o7777 == 0o1777
+
+
+def test_read_only_folder_is_filled_before_its_mode_is_applied(tmp_path):
+    src = tmp_path / "src"
+    (src / "ro").mkdir(parents=True)
+    (src / "ro" / "inside").write_bytes(b"x")
+    (src / "ro").chmod(0o555)
+    pipe_transfer(walk_items(src), f"{tmp_path}/dest/")
+    assert (tmp_path / "dest" / "ro" / "inside").read_bytes() == b"x"
+    assert (tmp_path / "dest" / "ro").stat().st_mode & 0o777 == 0o555
+
+
+def test_owner_is_kept_when_asked(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "f").write_bytes(b"x")
+    os.chown(src / "f", 1234, 5678)
+    pipe_transfer(walk_items(src), f"{tmp_path}/kept/", preserve_owner=True)
+    pipe_transfer(walk_items(src), f"{tmp_path}/mine/", preserve_owner=False)
+    kept = (tmp_path / "kept" / "f").stat()
+    assert (kept.st_uid, kept.st_gid) == (1234, 5678)
+    mine = (tmp_path / "mine" / "f").stat()
+    assert (mine.st_uid, mine.st_gid) == (os.geteuid(), os.getegid())
+
+
+def test_a_file_that_grew_while_sent_is_source_changed(tmp_path):
+    path = tmp_path / "growing"
+    path.write_bytes(b"a" * 1000)
+    entry = Entry.from_stat(str(path), os.lstat(path))
+
+    def items():
+        yield "growing", entry
+
+    class Appending:
+        """Appends to the file after its hash is taken, as its header goes out."""
+
+        def __init__(self):
+            self.fd = os.open(tmp_path / "sink", os.O_WRONLY | os.O_CREAT, 0o644)
+            self.real_write = os.write
+
+        def write(self, fd, data):
+            if fd == self.fd and b"ZCP.xxh3_128" in bytes(data) and path.stat().st_size == 1000:
+                with open(path, "ab") as f:
+                    f.write(b"more")
+            return self.real_write(fd, data)
+
+    appending = Appending()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(os, "write", appending.write)
+        with pytest.raises(SourceChanged, match="growing"):
+            write_stream(appending.fd, items())
+    os.close(appending.fd)
+
+
+def test_a_file_that_shrank_while_sent_is_source_changed(tmp_path):
+    path = tmp_path / "shrinking"
+    path.write_bytes(b"a" * 100_000)
+    entry = Entry.from_stat(str(path), os.lstat(path))
+    out = os.open(tmp_path / "sink", os.O_WRONLY | os.O_CREAT, 0o644)
+    real_write = os.write
+
+    def truncating_write(fd, data):
+        if fd == out and b"ZCP.xxh3_128" in bytes(data):
+            os.truncate(path, 10)
+        return real_write(fd, data)
+
+    try:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(os, "write", truncating_write)
+            with pytest.raises(SourceChanged, match="shrinking"):
+                write_stream(out, [("shrinking", entry)])
+    finally:
+        os.close(out)
+
+
+def test_files_gone_or_unreadable_before_their_header_are_left_out(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("a", "gone", "z"):
+        (src / name).write_bytes(name.encode())
+    os.symlink("a", src / "link-gone")
+    items = walk_items(src)
+    (src / "gone").unlink()
+    (src / "link-gone").unlink()
+    (src / "z").unlink()
+    os.mkfifo(src / "z")  # swapped for a FIFO: the open must not block, the file is refused
+    sent, got = pipe_transfer(items, f"{tmp_path}/dest/")
+    assert sorted(os.listdir(tmp_path / "dest")) == ["a"]
+    assert sent.vanished == [str(src / "gone"), str(src / "link-gone")]
+    assert sent.failed == [(str(src / "z"), "no longer a regular file")]
+    assert sent.entries == 1 and got.entries == 1
