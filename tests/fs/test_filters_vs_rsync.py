@@ -99,6 +99,7 @@ CASES = {
     "escaped-wildcards": [(EXC, "star\\*"), (EXC, "\\[br\\]"), (EXC, "q\\?")],
     "bracket-literal-via-class": [(EXC, "[[]br]")],
     "literal-backslash": [(EXC, "back\\slash")],
+    "trailing-backslash-never-matches": [(EXC, "b*\\")],
     "space-and-newline": [(EXC, "c d.txt"), (EXC, "new\nline"), (EXC, "tab\t*")],
     "dotfiles": [(EXC, ".*")],
     "all-folders": [(EXC, "*/")],

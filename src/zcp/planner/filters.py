@@ -68,14 +68,13 @@ class Rule:
         if dir_only:
             raw = raw[:-1]
         regex = _rule_regex(raw)
-        wild3_suffix = _is_wild(raw) and b"**" in raw and raw.endswith(b"***")
         if regex is None:
             file_regex = dir_regex = None
         else:
-            file_regex = regex
+            file_regex = None if dir_only else regex
             # rsync appends "/" to a folder's name only for "***"-suffixed rules; for the others
             # the subject's trailing "/" must be left over after the rule's own match.
-            dir_regex = regex if wild3_suffix else b"(?:" + regex + b")/"
+            dir_regex = regex if raw.endswith(b"***") else b"(?:" + regex + b")/"
         return cls(include, pattern, dir_only, file_regex, dir_regex)
 
 
@@ -98,17 +97,22 @@ def _rule_regex(raw: bytes) -> bytes | None:
         regex, matchable_slashes = translated
     else:  # rsync compares such a pattern literally: even a backslash is itself
         regex, matchable_slashes = re.escape(body), body.count(b"/")
-    wild2 = _is_wild(raw) and b"**" in raw
+    wild2 = b"**" in raw
     if anchored:
         return b"/" + regex
     if wild2 and raw.startswith(b"**"):
         return regex  # rsync matches it against "/" + path: exactly our subject
-    if raw.count(b"/") and not wild2 and matchable_slashes != raw.count(b"/"):
+    if not wild2 and b"/" not in raw:
+        # The final name. The atomic group takes the last "/" that has a name after it (a
+        # folder's subject ends in "/") and never backtracks to earlier ones, which could not
+        # match anyway: nothing in such a pattern matches a "/".
+        return b"(?>.*/(?=.))" + regex
+    if not wild2 and matchable_slashes != raw.count(b"/"):
         # rsync matches the last (slashes + 1) path elements; a "/" inside a [...] class counts
         # as a slash there but can never match one, so such a rule never matches anything.
         return None
-    # The final name for a pattern without "/"; otherwise the end of the path on component
-    # boundaries ("a/b" matches "a/b" and "x/a/b"). Both are "at the start or after any slash".
+    # With a "/": the end of the path on component boundaries ("a/b" matches "a/b" and "x/a/b");
+    # with an inner "**": anywhere from the start or after any slash. Both are this.
     return b".*/" + regex
 
 
@@ -211,20 +215,20 @@ def _parse_class(pat: bytes, i: int) -> tuple[frozenset[int], int] | None:
 def _byte_class(members: frozenset[int]) -> bytes:
     if not members:
         return _NEVER
-    ranges: list[bytes] = []
     ordered = sorted(members)
-    low = prev = ordered[0]
-    for c in [*ordered[1:], None]:
-        if c is not None and c == prev + 1:
-            prev = c
-            continue
-        ranges.append(b"\\x%02x" % low if low == prev else b"\\x%02x-\\x%02x" % (low, prev))
-        if c is not None:
-            low = prev = c
+    ranges: list[bytes] = []
+    start = ordered[0]
+    for byte, following in zip(ordered, [*ordered[1:], -1]):
+        if following != byte + 1:
+            ranges.append(b"\\x%02x-\\x%02x" % (start, byte))
+            start = following
     return b"[" + b"".join(ranges) + b"]"
 
 
-def _combine(alternatives: list[tuple[bytes, bool]]) -> tuple[Callable, tuple[bool, ...]]:
+_Matcher = Callable[[bytes], "re.Match[bytes] | None"]
+
+
+def _combine(alternatives: list[tuple[bytes, bool]]) -> tuple[_Matcher, tuple[bool, ...]]:
     """One regex whose k-th group is the k-th alternative, and the exclude verdict per group."""
     if not alternatives:
         return re.compile(_NEVER).fullmatch, (False,)
