@@ -8,13 +8,12 @@ import shutil
 import sys
 from pathlib import Path
 
-from bench.data import QUICK, FULL, Dataset, Unavailable, Workspace, find_mkdata, fstype, human
-from bench.measure import RunFailed, measure, remove, strace_profile
+from bench.data import FULL, QUICK, Dataset, Sizes, Unavailable, Workspace, find_mkdata, fstype, human
+from bench.measure import Check, RunFailed, SyscallProfile, Tool, measure, remove, strace_profile
 from bench.report import MethodResult, Report, WorkloadResult, machine_facts, render
-from bench.workloads import WORKLOADS, Context, method_check, method_tools
+from bench.workloads import FAST_RUNS_FACTOR, WORKLOADS, Context, method_check, method_tools
 
 EFFICIENCY = "efficiency"
-WARMUP_ROUNDS = 1
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -23,17 +22,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="tiny data (500 files, 16 MiB) for a smoke run")
     parser.add_argument("--dir", type=Path, help="make the data in a fresh folder inside DIR "
                         "(default: a fresh tmpfs mount when root, else a folder under /dev/shm)")
-    parser.add_argument("--runs", type=int, default=5, help="measured runs per tool, after one warm-up (default 5)")
+    parser.add_argument("--runs", type=int, default=5, help="measured runs per tool (default 5)")
+    parser.add_argument("--warmup", type=int, default=1, help="unrecorded rounds before the runs (default 1)")
     parser.add_argument("--only", nargs="+", choices=names, metavar="WORKLOAD",
                         help=f"run only these: {', '.join(names)}")
     parser.add_argument("--markdown", type=Path, metavar="FILE", help="also write the tables as markdown")
     parser.add_argument("--zcp", help="the zcp executable (default: next to this python, else on PATH)")
     parser.add_argument("--mkdata", help="the tree generator (default: $ZCP_BENCH_MKDATA, else "
                         "../shared/bench/mkdata.py beside the repo)")
-    parser.add_argument("--timeout", type=float, default=120.0, help="seconds before a run is killed (default 120)")
+    parser.add_argument("--timeout", type=float, default=120.0, help="seconds before a run is killed")
     args = parser.parse_args(argv)
-    if args.runs < 1:
-        parser.error("--runs must be at least 1")
+    if args.runs < 1 or args.warmup < 0:
+        parser.error("--runs must be at least 1 and --warmup at least 0")
     return args
 
 
@@ -57,7 +57,7 @@ def run_workloads(ctx: Context, keys: list[str], args: argparse.Namespace) -> li
             results.append(WorkloadResult(key, unavailable=str(exc)))
             continue
         log(f"{workload.title}: {', '.join(t.label for t in workload.tools)}")
-        outcomes = measure(workload.tools, workload.check, args.runs * workload.runs_factor, WARMUP_ROUNDS,
+        outcomes = measure(workload.tools, workload.check, args.runs * workload.runs_factor, args.warmup,
                            args.timeout)
         results.append(WorkloadResult(workload.title, outcomes))
     return results
@@ -69,33 +69,39 @@ def run_methods(ctx: Context, args: argparse.Namespace) -> tuple[list[MethodResu
     log(f"zcp --method: {', '.join(t.label for t in tools)}")
     check = method_check(ctx)
     results = []
-    for outcome in measure(tools, check, args.runs, WARMUP_ROUNDS, args.timeout):
-        dst = outcome.tool.dst
-        result = MethodResult(outcome, fstype(dst.parent))
+    for outcome in measure(tools, check, args.runs, args.warmup, args.timeout):
+        result = MethodResult(outcome, fstype(outcome.tool.dst.parent))
         if outcome.ok:
-            remove(dst)
-            try:
-                result.profile = strace_profile(outcome.tool.command, ctx.scratch / "strace.txt", args.timeout)
-                result.profile_error = check(dst)
-            except RunFailed as exc:
-                result.profile_error = str(exc)
-            finally:
-                remove(dst)
-            if result.profile_error:
-                result.profile = None
+            result.profile, result.profile_error = traced_run(outcome.tool, check, ctx.scratch / "strace.txt",
+                                                              args.timeout)
         results.append(result)
     notes = [f"{method}: not measured ({reason})" for method, reason in skipped.items()]
     return results, notes
 
 
-def settings(args: argparse.Namespace, sizes, scratch_fs: str) -> list[str]:
+def traced_run(tool: Tool, check: Check, out: Path, timeout: float) -> tuple[SyscallProfile | None, str | None]:
+    """A syscall profile of one more (untimed) run, or why there is none."""
+    remove(tool.dst)
+    try:
+        profile = strace_profile(tool.command, out, timeout)
+        problem = check(tool.dst)
+    except RunFailed as exc:
+        return None, str(exc)
+    finally:
+        remove(tool.dst)
+    return (None, problem) if problem else (profile, None)
+
+
+def settings(args: argparse.Namespace, sizes: Sizes, scratch_fs: str) -> list[str]:
     return [
         f"data: {sizes.files}-file tree from mkdata.py (seed 1), a {human(sizes.big)} random file, "
         f"a {human(sizes.sparse)} sparse file, a 4 KiB file; all on {scratch_fs} (reflink workloads: a "
         "loop-mounted xfs with reflink=1 whose image lives there too)",
-        "page cache: hot. The data lives in RAM (tmpfs) and is never dropped; every tool reads cached data.",
-        f"runs: {WARMUP_ROUNDS} warm-up round, then {args.runs} measured runs per tool ({args.runs * 4} for "
-        "startup); tools interleaved, one run each per round, the first tool rotating from round to round",
+        "page cache: hot. Caches are never dropped; every tool reads data that is in memory (on tmpfs it "
+        "lives there)",
+        f"runs: {args.warmup} warm-up round(s), then {args.runs} measured runs per tool "
+        f"({args.runs * FAST_RUNS_FACTOR} for startup); tools interleaved, one run each per round, "
+        "the first tool rotating from round to round",
         "the destination is removed (and re-seeded for re-syncs) before every run, outside the timed region; "
         "every run's output is checked (sizes, sampled bytes, tree counts) and a wrong result makes the row n/a",
         "median s / min–max s: wall clock of the whole pipeline; CPU s: median user+sys of every stage "

@@ -190,8 +190,7 @@ def run_tool(tool: Tool, check: Check, timeout: float) -> Sample:
     return sample
 
 
-def measure(tools: Sequence[Tool], check: Check, runs: int, warmup: int, timeout: float,
-            progress: Callable[[str], None] = lambda _: None) -> list[Outcome]:
+def measure(tools: Sequence[Tool], check: Check, runs: int, warmup: int, timeout: float) -> list[Outcome]:
     """Run all tools in rounds, one run each per round, first tool rotating, so drift hits all alike.
 
     The warm-up rounds are not recorded; a tool that fails once is dropped and keeps its error.
@@ -202,7 +201,6 @@ def measure(tools: Sequence[Tool], check: Check, runs: int, warmup: int, timeout
             live = [o for o in outcomes if o.error is None]
             shift = rnd % len(live) if live else 0
             for outcome in live[shift:] + live[:shift]:
-                progress(f"round {rnd + 1}/{warmup + runs}: {outcome.tool.label}")
                 try:
                     sample = run_tool(outcome.tool, check, timeout)
                 except RunFailed as exc:

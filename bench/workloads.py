@@ -14,15 +14,15 @@ from bench.measure import Check, Command, Tool
 SHUTIL_COPYFILE = "import shutil, sys; shutil.copyfile(sys.argv[1], sys.argv[2])"
 SHUTIL_COPYTREE = "import shutil, sys; shutil.copytree(sys.argv[1], sys.argv[2], symlinks=True)"
 ZCP_METHODS = ("reflink", "copy_file_range", "sendfile", "splice", "rw")
+FAST_RUNS_FACTOR = 4  # startup workloads take milliseconds: more runs for a steadier median
 
 
 @dataclass(frozen=True)
 class Workload:
-    key: str
     title: str
     tools: tuple[Tool, ...]
     check: Check
-    runs_factor: int = 1  # fast workloads get more runs for a steadier median
+    runs_factor: int = 1
 
 
 @dataclass(frozen=True)
@@ -36,7 +36,7 @@ class Context:
 
 
 def one(*argv: str | Path) -> Command:
-    return Command((tuple(str(a) for a in argv),))
+    return pipe(argv)
 
 
 def pipe(*stages: tuple[str | Path, ...], into: Path | None = None) -> Command:
@@ -48,8 +48,10 @@ def slash(path: Path) -> str:
     return f"{path}/"
 
 
-def make_dir(path: Path) -> Callable[[], None]:
-    return lambda: path.mkdir()
+def tar_pipe(folder: Path, member: str, dst: Path) -> Tool:
+    """``tar -C folder -cf - member | tar -C dst -xf -``, with ``dst`` made before the timed run."""
+    command = pipe(("tar", "-C", folder, "-cf", "-", member), ("tar", "-C", dst, "-xf", "-"))
+    return Tool("tar | tar", command, dst, dst.mkdir)
 
 
 def copy_of(tree: Path, dst: Path) -> Callable[[], None]:
@@ -115,7 +117,6 @@ def no_output(_: Path | None) -> str | None:
 def file_copy(ctx: Context) -> Workload:
     big, dst, zcp = ctx.data.big, ctx.scratch / "out.bin", ctx.zcp
     return Workload(
-        "file",
         f"one {human(big.stat().st_size)} file",
         (
             Tool("zcp", one(zcp, big, dst), dst, subject=True),
@@ -133,7 +134,6 @@ def reflink_copy(ctx: Context) -> Workload:
     dst = big.parent / "out.bin"
     flush = sync_fs(big.parent)
     return Workload(
-        "reflink",
         f"reflink copy of {human(big.stat().st_size)} on xfs",
         (
             Tool("zcp", one(ctx.zcp, big, dst), dst, flush, subject=True),
@@ -150,14 +150,12 @@ def _tree_title(ctx: Context, what: str) -> str:
 def tree_copy(ctx: Context) -> Workload:
     tree, dst, zcp = ctx.data.tree, ctx.scratch / "tree-out", ctx.zcp
     return Workload(
-        "tree",
         _tree_title(ctx, "tree copy"),
         (
             Tool("zcp -a", one(zcp, "-a", slash(tree), slash(dst)), dst, subject=True),
             Tool("cp -a", one("cp", "-a", tree, dst), dst),
             Tool("rsync -a", one("rsync", "-a", slash(tree), slash(dst)), dst),
-            Tool("tar | tar", pipe(("tar", "-C", tree, "-cf", "-", "."), ("tar", "-C", dst, "-xf", "-")), dst,
-                 make_dir(dst)),
+            tar_pipe(tree, ".", dst),
             Tool("shutil.copytree", one(sys.executable, "-c", SHUTIL_COPYTREE, tree, dst), dst),
         ),
         tree_check(tree),
@@ -168,7 +166,6 @@ def resync_noop(ctx: Context) -> Workload:
     tree, dst = ctx.data.tree, ctx.scratch / "tree-out"
     ready = copy_of(tree, dst)
     return Workload(
-        "resync-noop",
         _tree_title(ctx, "no-op re-sync"),
         (
             Tool("zcp -a", one(ctx.zcp, "-a", slash(tree), slash(dst)), dst, ready, subject=True),
@@ -183,7 +180,6 @@ def resync_changed(ctx: Context) -> Workload:
     dst = ctx.scratch / "tree-out"
     ready = copy_of(ctx.data.tree, dst)  # the destination holds the tree as it was before the change
     return Workload(
-        "resync-1pct",
         _tree_title(ctx, f"re-sync, {len(rels)} files changed"),
         (
             Tool("zcp -a", one(ctx.zcp, "-a", slash(changed), slash(dst)), dst, ready, subject=True),
@@ -196,14 +192,12 @@ def resync_changed(ctx: Context) -> Workload:
 def pipe_file(ctx: Context) -> Workload:
     big, dst, zcp = ctx.data.big, ctx.scratch / "pipe-out", ctx.zcp
     return Workload(
-        "pipe-file",
         f"pipe, one {human(big.stat().st_size)} file",
         (
             Tool("zcp F - | zcp - D", pipe((zcp, big, "-"), (zcp, "-", dst)), dst, subject=True),
             Tool("cat | cat", pipe(("cat", big), ("cat",), into=dst), dst),
             Tool("pv -q | pv -q", pipe(("pv", "-q", big), ("pv", "-q"), into=dst), dst),
-            Tool("tar | tar", pipe(("tar", "-C", big.parent, "-cf", "-", big.name), ("tar", "-C", dst, "-xf", "-")),
-                 dst, make_dir(dst)),
+            tar_pipe(big.parent, big.name, dst),
         ),
         file_check(big, spread(big.stat().st_size)),
     )
@@ -212,12 +206,12 @@ def pipe_file(ctx: Context) -> Workload:
 def pipe_tree(ctx: Context) -> Workload:
     tree, dst, zcp = ctx.data.tree, ctx.scratch / "pipe-out", ctx.zcp
     return Workload(
-        "pipe-tree",
         _tree_title(ctx, "pipe, tree"),
         (
-            Tool("zcp T/ - | zcp - D/", pipe((zcp, slash(tree), "-"), (zcp, "-", slash(dst))), dst, subject=True),
-            Tool("tar | tar", pipe(("tar", "-C", tree, "-cf", "-", "."), ("tar", "-C", dst, "-xf", "-")), dst,
-                 make_dir(dst)),
+            # -a on both ends: tar, run as root, also carries modes, times and owners
+            Tool("zcp -a T/ - | zcp -a - D/", pipe((zcp, "-a", slash(tree), "-"), (zcp, "-a", "-", slash(dst))),
+                 dst, subject=True),
+            tar_pipe(tree, ".", dst),
         ),
         tree_check(tree),
     )
@@ -226,7 +220,6 @@ def pipe_tree(ctx: Context) -> Workload:
 def verify_file(ctx: Context) -> Workload:
     big, dst, zcp = ctx.data.big, ctx.scratch / "out.bin", ctx.zcp
     return Workload(
-        "verify-file",
         f"--verify overhead, one {human(big.stat().st_size)} file",
         (
             Tool("zcp --verify", one(zcp, "--verify", big, dst), dst, subject=True),
@@ -239,7 +232,6 @@ def verify_file(ctx: Context) -> Workload:
 def verify_tree(ctx: Context) -> Workload:
     tree, dst, zcp = ctx.data.tree, ctx.scratch / "tree-out", ctx.zcp
     return Workload(
-        "verify-tree",
         _tree_title(ctx, "--verify overhead, tree"),
         (
             Tool("zcp -a --verify", one(zcp, "-a", "--verify", slash(tree), slash(dst)), dst, subject=True),
@@ -254,7 +246,6 @@ def sparse_copy(ctx: Context) -> Workload:
     offsets = ctx.data.sparse_data_offsets + spread(sparse.stat().st_size)
     data = len(ctx.data.sparse_data_offsets) * (1 << 20)
     return Workload(
-        "sparse",
         f"sparse {human(sparse.stat().st_size)} file ({human(data)} of data)",
         (
             Tool("zcp", one(ctx.zcp, sparse, dst), dst, subject=True),
@@ -266,22 +257,23 @@ def sparse_copy(ctx: Context) -> Workload:
 
 def startup_version(ctx: Context) -> Workload:
     return Workload(
-        "startup-version",
         "startup: --version",
-        (Tool("zcp --version", one(ctx.zcp, "--version"), subject=True), Tool("cp --version", one("cp", "--version"))),
+        (
+            Tool("zcp --version", one(ctx.zcp, "--version"), subject=True),
+            Tool("cp --version", one("cp", "--version")),
+        ),
         no_output,
-        runs_factor=4,
+        runs_factor=FAST_RUNS_FACTOR,
     )
 
 
 def startup_small(ctx: Context) -> Workload:
     small, dst = ctx.data.small, ctx.scratch / "small-out.bin"
     return Workload(
-        "startup-4k",
         f"startup: one {human(small.stat().st_size)} file",
         (Tool("zcp", one(ctx.zcp, small, dst), dst, subject=True), Tool("cp", one("cp", small, dst), dst)),
         file_check(small, (0,)),
-        runs_factor=4,
+        runs_factor=FAST_RUNS_FACTOR,
     )
 
 
@@ -318,7 +310,7 @@ def method_tools(ctx: Context) -> tuple[list[Tool], dict[str, str]]:
         else:
             src = ctx.data.big
         dst = src.parent / "method-out.bin"
-        tools.append(Tool(method, one(ctx.zcp, f"--method={method}", src, dst), dst))
+        tools.append(Tool(method, one(ctx.zcp, f"--method={method}", src, dst), dst, sync_fs(src.parent)))
     return tools, skipped
 
 

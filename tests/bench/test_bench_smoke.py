@@ -38,7 +38,7 @@ def test_quick_run_prints_checked_tables(tmp_path):
     scratch = tmp_path / "scratch"
     scratch.mkdir()
     done = subprocess.run(
-        [sys.executable, "-m", "bench", "--quick", "--runs", "1", "--dir", str(scratch),
+        [sys.executable, "-m", "bench", "--quick", "--runs", "1", "--warmup", "0", "--dir", str(scratch),
          "--only", *WORKLOADS, "--markdown", str(markdown)],
         cwd=REPO, capture_output=True, text=True, timeout=600,
     )
