@@ -1,0 +1,73 @@
+"""Per-file trouble through the whole command: the run goes on, each problem is one line, and the exit
+code says what happened (23 some files failed, 24 some vanished)."""
+
+from __future__ import annotations
+
+import errno
+import os
+from pathlib import Path
+
+from cli_support import call_zcp
+
+from zcp.cli.output import TextSink
+from zcp.errors import ExitCode
+
+
+def _tree(root: Path) -> Path:
+    src = root / "src"
+    src.mkdir()
+    for name in ("a", "b", "c"):
+        (src / name).write_bytes(name.encode() * 100)
+    return src
+
+
+def test_unreadable_file_exits_23_and_the_rest_is_copied(tmp_path, monkeypatch, capsys):
+    src, dst = _tree(tmp_path), tmp_path / "dst"
+    real_open = os.open
+    denied = str(src / "b")
+
+    def open_denying_b(path, *args, **kwargs):
+        if os.fspath(path) == denied:
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), denied)
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", open_denying_b)
+    result = call_zcp(capsys, "-r", f"{src}/", dst)
+    assert result.code == ExitCode.PARTIAL
+    [line] = result.err_lines
+    assert line.startswith("zcp: ") and denied in line and os.strerror(errno.EACCES) in line
+    assert sorted(os.listdir(dst)) == ["a", "c"]
+
+
+def test_file_vanishing_after_planning_exits_24_and_the_rest_is_copied(tmp_path, monkeypatch, capsys):
+    src, dst = _tree(tmp_path), tmp_path / "dst"
+    planned = TextSink.planned
+
+    def delete_b_when_planned(self, action):
+        if action.rel == "b":
+            os.unlink(src / "b")
+        planned(self, action)
+
+    monkeypatch.setattr(TextSink, "planned", delete_b_when_planned)
+    result = call_zcp(capsys, "-r", f"{src}/", dst)
+    assert result.code == ExitCode.VANISHED
+    [line] = result.err_lines
+    assert line.startswith("zcp: ") and "b" in line and "vanished" in line, line
+    assert sorted(os.listdir(dst)) == ["a", "c"]
+
+
+def test_failure_outranks_vanishing(tmp_path, monkeypatch, capsys):
+    """One file failed and one vanished: 23, like rsync."""
+    src, dst = _tree(tmp_path), tmp_path / "dst"
+    (dst / "c").mkdir(parents=True)  # a folder where the source has a file: that file fails
+    planned = TextSink.planned
+
+    def delete_b_when_planned(self, action):
+        if action.rel == "b":
+            os.unlink(src / "b")
+        planned(self, action)
+
+    monkeypatch.setattr(TextSink, "planned", delete_b_when_planned)
+    result = call_zcp(capsys, "-r", f"{src}/", dst)
+    assert result.code == ExitCode.PARTIAL
+    assert len(result.err_lines) == 2 and all(line.startswith("zcp: ") for line in result.err_lines)

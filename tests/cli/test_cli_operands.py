@@ -1,0 +1,147 @@
+"""Operand errors: one clear line, exit 1, nothing written. Then the naming rules of planner/operands.py."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from cli_support import assert_one_error_line, call_zcp, run_zcp, snapshot
+
+from zcp.errors import ExitCode
+
+
+def _tree(root: Path) -> None:
+    """f (a file), hl (a hard link to it), g (a file), d/ with d/x, e/ with e/f (clashes with ./f)."""
+    (root / "f").write_bytes(b"file f\n")
+    os.link(root / "f", root / "hl")
+    (root / "g").write_bytes(b"file g\n")
+    (root / "d").mkdir()
+    (root / "d" / "x").write_bytes(b"in d\n")
+    (root / "e").mkdir()
+    (root / "e" / "f").write_bytes(b"another f\n")
+
+
+# (arguments, a word the message must hold); paths are relative to the test's folder.
+OPERAND_ERRORS = {
+    "missing source": (["nope", "out"], "nope"),
+    "missing source among several": (["f", "nope", "out/"], "nope"),
+    "same file": (["f", "f"], "same file"),
+    "same file through a hard link": (["f", "hl"], "same file"),
+    "folder contents onto itself": (["-a", "d/", "d/"], "same file"),
+    "folder onto itself": (["-a", "d/", "d"], "same file"),
+    "folder into itself": (["-a", "d", "d/sub"], "itself"),
+    "folder into itself, slash target": (["-a", "d", "d/sub/"], "itself"),
+    "folder into itself, existing target": (["-r", "d", "d"], "itself"),
+    "destination parent missing": (["f", "no/such/out"], "no/such"),
+    "folder target parent missing": (["f", "g", "no/such/"], "no/such"),
+    "folder without -r": (["d", "out"], "-r"),
+    "several sources onto a file": (["f", "g", "hl"], "not a folder"),
+    "two sources, one name": (["f", "e/f", "out/"], "both"),
+    "only one operand": (["f"], "destination"),
+    "unknown option": (["--bogus", "f", "out"], "--bogus"),
+    "unknown method": (["--method=teleport", "f", "out"], "teleport"),
+}
+
+
+@pytest.mark.parametrize("args, word", OPERAND_ERRORS.values(), ids=OPERAND_ERRORS.keys())
+def test_operand_error_is_one_line_exit_1_and_writes_nothing(tmp_path, monkeypatch, capsys, args, word):
+    _tree(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    before = snapshot(tmp_path)
+    result = call_zcp(capsys, *args)
+    assert result.code == ExitCode.USAGE, result
+    assert word in assert_one_error_line(result)
+    assert result.out == ""
+    assert snapshot(tmp_path) == before
+
+
+def test_operand_error_from_a_real_process(tmp_path):
+    """The same contract end to end, through the interpreter's own exit path."""
+    _tree(tmp_path)
+    before = snapshot(tmp_path)
+    result = run_zcp("-a", "d", "d/sub", cwd=tmp_path)
+    assert result.code == ExitCode.USAGE
+    assert "itself" in assert_one_error_line(result)
+    assert result.out == ""
+    assert snapshot(tmp_path) == before
+
+
+def _files(root: Path) -> dict[str, bytes | None]:
+    """Relative path -> content (None for a folder) of everything below ``root``."""
+    found: dict[str, bytes | None] = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames:
+            found[os.path.relpath(os.path.join(dirpath, name), root)] = None
+        for name in filenames:
+            path = os.path.join(dirpath, name)
+            found[os.path.relpath(path, root)] = Path(path).read_bytes()
+    return found
+
+
+def _naming_tree(root: Path, existing: list[str]) -> None:
+    """src/ (a, sub/b), file (a file), other (a file), and the folders named in ``existing``."""
+    (root / "src" / "sub").mkdir(parents=True)
+    (root / "src" / "a").write_bytes(b"A")
+    (root / "src" / "sub" / "b").write_bytes(b"B")
+    (root / "file").write_bytes(b"F")
+    (root / "other").write_bytes(b"O")
+    for name in existing:
+        (root / name).mkdir()
+
+
+SRC_TREE = {"a": b"A", "sub": None, "sub/b": b"B"}
+
+
+def _under(prefix: str, tree: dict[str, bytes | None]) -> dict[str, bytes | None]:
+    return {prefix: None, **{f"{prefix}/{k}": v for k, v in tree.items()}}
+
+
+# (existing folders, arguments, what "dst" holds afterwards: {} = dst is a file, see expect_file)
+NAMING = {
+    "src to a new name: dst is the copy": ([], ["-r", "src", "dst"], SRC_TREE),
+    "src into an existing folder": (["dst"], ["-r", "src", "dst"], _under("src", SRC_TREE)),
+    "src/ into an existing folder: its contents": (["dst"], ["-r", "src/", "dst"], SRC_TREE),
+    "src/ to a new name: its contents": ([], ["-r", "src/", "dst"], SRC_TREE),
+    "src to a new name ending in /": ([], ["-r", "src", "dst/"], _under("src", SRC_TREE)),
+    "file into an existing folder": (["dst"], ["file", "dst"], {"file": b"F"}),
+    "file to a new name ending in /": ([], ["file", "dst/"], {"file": b"F"}),
+    "several sources into a new folder": ([], ["file", "other", "dst"], {"file": b"F", "other": b"O"}),
+    "several sources, files and a folder": (["dst"], ["-r", "file", "src", "dst/"],
+                                            {"file": b"F", **_under("src", SRC_TREE)}),
+    "src/ and a file into one folder": ([], ["-r", "src/", "file", "dst/"], {**SRC_TREE, "file": b"F"}),
+}
+
+
+@pytest.mark.parametrize("existing, args, expected", NAMING.values(), ids=NAMING.keys())
+def test_naming_rules(tmp_path, monkeypatch, capsys, existing, args, expected):
+    _naming_tree(tmp_path, existing)
+    monkeypatch.chdir(tmp_path)
+    result = call_zcp(capsys, *args)
+    assert (result.code, result.err) == (0, "")
+    assert _files(tmp_path / "dst") == expected
+
+
+def test_file_to_a_new_name_is_that_file(tmp_path, monkeypatch, capsys):
+    _naming_tree(tmp_path, [])
+    monkeypatch.chdir(tmp_path)
+    assert call_zcp(capsys, "file", "dst").code == 0
+    assert (tmp_path / "dst").read_bytes() == b"F"
+
+
+def test_file_onto_an_existing_file_replaces_it(tmp_path, monkeypatch, capsys):
+    _naming_tree(tmp_path, [])
+    (tmp_path / "dst").write_bytes(b"old content, longer than the new one")
+    monkeypatch.chdir(tmp_path)
+    assert call_zcp(capsys, "file", "dst").code == 0
+    assert (tmp_path / "dst").read_bytes() == b"F"
+
+
+def test_symlink_operand_is_followed_without_links_and_kept_with_a(tmp_path, monkeypatch, capsys):
+    _naming_tree(tmp_path, [])
+    os.symlink("file", tmp_path / "link")
+    monkeypatch.chdir(tmp_path)
+    assert call_zcp(capsys, "link", "followed").code == 0
+    assert call_zcp(capsys, "-a", "link", "kept").code == 0
+    assert not os.path.islink("followed") and Path("followed").read_bytes() == b"F"
+    assert os.readlink("kept") == "file"
