@@ -19,6 +19,22 @@ def human_bytes(n: float) -> str:
     raise AssertionError("unreachable")
 
 
+def printable(text: str) -> str:
+    """A name fit for one terminal line: control characters and undecodable bytes as rsync's \\#ooo."""
+    if text.isprintable():
+        return text
+    out = []
+    for ch in text:
+        code = ord(ch)
+        if 0xDC80 <= code <= 0xDCFF:  # a byte that was not valid UTF-8 (surrogateescape)
+            out.append(f"\\#{code - 0xDC00:03o}")
+        elif not ch.isprintable():
+            out.append("".join(f"\\#{b:03o}" for b in ch.encode("utf-8", "surrogatepass")))
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
 def display_name(action: Action) -> str:
     return action.rel or action.dst
 
@@ -30,7 +46,7 @@ class TextSink(NullSink):
     """Plain lines: errors and warnings always (unless quiet hides warnings), files with -v,
     and with -i the itemized changes on stdout as they are planned (so -n -i lists the same)."""
 
-    def __init__(self, verbose: int, quiet: bool, out: TextIO = sys.stderr, items: Itemizer | None = None):
+    def __init__(self, verbose: int, quiet: bool, out: TextIO | None = None, items: Itemizer | None = None):
         self.verbose = verbose
         self.quiet = quiet
         self.out = out
@@ -40,7 +56,7 @@ class TextSink(NullSink):
         if self.items is not None:
             line = self.items(action)
             if line is not None:
-                print(line)
+                print(printable(line))
 
     def finished(self, action: Action, method: Method | None, nbytes: int) -> None:
         if self.verbose and self.items is None and (action.op is not Op.SKIP or self.verbose > 1):
@@ -55,7 +71,7 @@ class TextSink(NullSink):
             self.emit(f"zcp: warning: {message}")
 
     def emit(self, line: str) -> None:
-        print(line, file=self.out)
+        print(printable(line), file=self.out or sys.stderr)
 
 
 class PlanPrinter(TextSink):
@@ -67,7 +83,7 @@ class PlanPrinter(TextSink):
             super().planned(action)
             return
         how = ",".join(action.methods) or "-"
-        print(f"{action.op:<8} {how:<40} {display_name(action)}  ({action.reason})")
+        print(printable(f"{action.op:<8} {how:<40} {display_name(action)}  ({action.reason})"))
 
 
 def summary_lines(stats: Stats, seconds: float) -> list[str]:

@@ -12,7 +12,7 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
-from zcp.cli.output import Itemizer, TextSink, display_name
+from zcp.cli.output import Itemizer, TextSink, display_name, printable
 from zcp.config import Method
 from zcp.model import Action, Op
 
@@ -54,7 +54,7 @@ class ProgressSink(TextSink):
     def started(self, action: Action, method: Method | None) -> None:
         done, total = self.progress.tasks[1].completed, self.progress.tasks[1].total
         self._moved = 0
-        self.progress.update(self.bytes_task, description=f"{done}/{total} files  {display_name(action)} [{method}]")
+        self.progress.update(self.bytes_task, description=printable(f"{done}/{total} files  {display_name(action)} [{method}]"))
 
     def advanced(self, nbytes: int) -> None:
         self._moved += nbytes
@@ -69,4 +69,4 @@ class ProgressSink(TextSink):
         super().finished(action, method, nbytes)
 
     def emit(self, line: str) -> None:
-        self.console.print(line, markup=False, highlight=False, soft_wrap=True)
+        self.console.print(printable(line), markup=False, highlight=False, soft_wrap=True)

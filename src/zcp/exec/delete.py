@@ -11,7 +11,7 @@ import os
 import stat
 
 from zcp.errors import FileError, StreamError
-from zcp.stream.confine import ConfinedDir
+from zcp.confine import ConfinedDir
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 

@@ -12,7 +12,8 @@ from zcp.exec.delete import Budget, DeleteLimit, delete_beneath
 from zcp.exec.atomic import create_temp, fsync_dir, make_beside, remove_quietly
 from zcp.exec.events import NullSink, Sink, Stats
 from zcp.exec.filecopy import copy_bytes
-from zcp.exec.metadata import MetadataPolicy, current_umask
+from zcp.exec.metadata import MetadataPolicy, current_umask, xattrs_differ
+from zcp.planner.decide import metadata_differences
 from zcp.model import Action, Entry, Kind, Op
 from zcp.syscalls import Capabilities
 
@@ -35,12 +36,15 @@ class Executor:
         self._dirs: list[Action] = []
         # Hard links wait until every file is in place (files may be copied by other processes).
         self._links: list[Action] = []
-        self._synced_dirs: set[str] = set()
+        # Folders whose entries this run adds, replaces or removes: their mtime must be set again.
+        self._touched: set[str] = set()
         self._delete_budget = Budget(config.max_delete)
 
     def run(self, actions: Iterable[Action]) -> Stats:
         for action in actions:
             self.sink.planned(action)
+            if action.op not in _IN_PLACE_OPS or (action.op is Op.MKDIR and not _is_dir(action.existing)):
+                self._touched.add(_parent(action.dst))
             if action.op in _COPY_OPS:
                 self.submit_copy(action)
             elif action.op is Op.HARDLINK:
@@ -52,8 +56,9 @@ class Executor:
             self.execute(action)
         for action in reversed(self._dirs):  # pre-order reversed: contents before their folder
             self._finish_dir(action)
-        for path in sorted(self._synced_dirs, reverse=True):
-            fsync_dir(path)
+        if self.config.fsync:
+            for path in sorted(self._touched, reverse=True):
+                fsync_dir(path)
         return self.stats
 
     def submit_copy(self, action: Action) -> None:
@@ -138,7 +143,6 @@ class Executor:
             raise
         if warnings:
             self._warn_all(warnings)
-        self._after_write(dst)
         self.stats.files += 1
         self.stats.add_bytes(method, moved)
         self.sink.finished(action, method, moved)
@@ -163,7 +167,6 @@ class Executor:
                 self.sink.warned(str(exc))
             self.stats.delete_limited = True
             return
-        self._after_write(action.dst)
         self.sink.finished(action, None, 0)
 
     def _mkdir(self, action: Action) -> None:
@@ -173,7 +176,6 @@ class Executor:
             existing = None
         if existing is None:
             os.mkdir(action.dst, 0o700)  # writable by us until its contents are in; mode comes last
-            self._after_write(action.dst)
         self.stats.dirs += 1
         self._dirs.append(action)
         self.sink.finished(action, None, 0)
@@ -210,13 +212,13 @@ class Executor:
             make(action.dst)
         else:
             make_beside(action.dst, make)
-        self._after_write(action.dst)
-
-    def _after_write(self, dst: str) -> None:
-        if self.config.fsync:
-            self._synced_dirs.add(os.path.dirname(dst) or ".")
 
     def _finish_dir(self, action: Action) -> None:
+        existing = action.existing
+        if (_is_dir(existing) and action.dst.rstrip("/") not in self._touched
+                and not metadata_differences(action.src, existing, self.config.preserve, self.meta.is_root)
+                and not (self.config.preserve.xattrs and xattrs_differ(action.src.path, action.dst))):
+            return  # up to date and untouched: leave its ctime alone
         try:
             fd = os.open(action.dst, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
             try:
@@ -232,6 +234,15 @@ class Executor:
 
 
 _COPY_OPS = frozenset({Op.COPY, Op.UPDATE})
+_IN_PLACE_OPS = frozenset({Op.SKIP, Op.ATTRS, Op.MKDIR})  # leave the parent folder's entries alone
+
+
+def _is_dir(entry: Entry | None) -> bool:
+    return entry is not None and entry.kind is Kind.DIR
+
+
+def _parent(path: str) -> str:
+    return path.rstrip("/").rpartition("/")[0] or "."
 _HANDLERS = {
     Op.SKIP: Executor._skip,
     Op.COPY: Executor._copy,

@@ -92,3 +92,18 @@ def copy_xattrs(src: int | str, dst_fd: int) -> list[str]:
                 raise
             warnings.append(f"xattr {name} not kept: {exc.strerror}")
     return warnings
+
+
+def xattrs_differ(a: str, b: str) -> bool:
+    """Whether two paths carry different extended attributes (symlinks not followed)."""
+    return _xattrs(a) != _xattrs(b)
+
+
+def _xattrs(path: str) -> dict[str, bytes]:
+    try:
+        return {name: os.getxattr(path, name, follow_symlinks=False)
+                for name in os.listxattr(path, follow_symlinks=False)}
+    except OSError as exc:
+        if exc.errno in _XATTR_UNSUPPORTED:
+            return {}
+        raise

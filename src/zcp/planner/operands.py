@@ -68,6 +68,8 @@ def _transfer(src: str, dest: str, into_folder: bool, recursive: bool, keep_link
 def _stat_operand(path: str, follow: bool) -> Entry:
     try:
         st = os.stat(path) if follow else os.lstat(path)
+        if follow and os.path.islink(path.rstrip("/") or "/"):
+            path = os.path.realpath(path)  # the executor never follows symlinks itself
     except OSError as exc:
         raise UsageError(f"cannot read '{path}': {exc.strerror}") from None
     return Entry.from_stat(path, st)
