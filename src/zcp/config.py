@@ -46,6 +46,14 @@ class Preserve:
         return cls(mode=True, times=True, owner=True, links=True, hard_links=True, xattrs=True, specials=True)
 
 
+class StreamFormat(StrEnum):
+    """What crosses a pipe: a pax tar stream, one file's raw bytes, or auto (see docs/stream-format.md)."""
+
+    AUTO = "auto"
+    TAR = "tar"
+    RAW = "raw"
+
+
 class Compare(StrEnum):
     """How an existing destination file is judged up to date."""
 
@@ -73,4 +81,5 @@ class Config:
     delete_excluded: bool = False
     filters: Excluder | None = None
     itemize: bool = False
+    verify: bool = False  # read every written file back from storage and compare hashes
 

@@ -92,6 +92,8 @@ def summary_lines(stats: Stats, seconds: float) -> list[str]:
         f"{stats.files} files, {human_bytes(stats.bytes)} in {seconds:.2f} s ({human_bytes(rate)}/s); "
         f"{stats.dirs} folders, {stats.links} links, {stats.specials} special, {stats.skipped} up to date",
     ]
+    if stats.verified:
+        lines.append(f"{stats.verified} files verified (xxh3-128, read back from storage)")
     if stats.attrs or stats.deleted:
         lines.append(f"{stats.attrs} with metadata fixed, {stats.deleted} deleted")
     if stats.by_method:

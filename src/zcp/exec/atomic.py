@@ -36,11 +36,14 @@ def temp_name(target: str) -> str:
 
 
 def create_temp(target: str, mode: int = 0o600) -> tuple[str, int]:
-    """A new, empty temp file beside ``target`` created with ``mode`` (less the umask): (path, write fd)."""
+    """A new, empty temp file beside ``target`` created with ``mode`` (less the umask): (path, fd).
+
+    Read-write: --verify reads the written bytes back through the same fd.
+    """
     while True:
         path = temp_name(target)
         try:
-            return path, os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
+            return path, os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
         except FileExistsError:
             continue
 

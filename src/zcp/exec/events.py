@@ -20,6 +20,7 @@ class Stats:
     specials: int = 0
     skipped: int = 0
     attrs: int = 0  # up-to-date files whose metadata was fixed
+    verified: int = 0  # files read back from storage and found equal to their source
     deleted: int = 0
     failed: int = 0
     vanished: int = 0

@@ -7,11 +7,12 @@ import stat
 from collections.abc import Iterable
 
 from zcp.config import Config
-from zcp.errors import FileError, SourceChanged, SourceVanished, describe
+from zcp.errors import FileError, SourceChanged, SourceVanished, VerifyMismatch, describe
 from zcp.exec.delete import Budget, DeleteLimit, delete_beneath
 from zcp.exec.atomic import create_temp, fsync_dir, make_beside, remove_quietly
 from zcp.exec.events import NullSink, Sink, Stats
 from zcp.exec.filecopy import copy_bytes
+from zcp.exec.verify import SourceDigest, read_back, source_ranges
 from zcp.exec.metadata import MetadataPolicy, current_umask, xattrs_differ
 from zcp.planner.decide import metadata_differences
 from zcp.model import Action, Entry, Kind, Op
@@ -117,35 +118,60 @@ class Executor:
                 raise SourceChanged(f"{src.path}: no longer a regular file")
             if st.st_size != src.size or st.st_mtime_ns != src.mtime_ns:
                 src = Entry.from_stat(src.path, st)  # changed since the walk: copy what is there now
-            self._write_file(action, src, src_fd)
+            self._write_file(action, src, src_fd, st)
         finally:
             os.close(src_fd)
 
-    def _write_file(self, action: Action, src: Entry, src_fd: int) -> None:
-        dst = action.dst
-        created_mode = self.meta.creation_mode(src, action.existing)
-        tmp, dst_fd = create_temp(dst, created_mode)
-        try:
+    def _write_file(self, action: Action, src: Entry, src_fd: int, before: os.stat_result) -> None:
+        """Temp file, bytes, (verify), metadata, (fsync), rename. With --verify a mismatch is
+        written once more from scratch before the file is given up as failed."""
+        mode = self.meta.creation_mode(src, action.existing)
+        for attempt in range(2 if self.config.verify else 1):
+            tmp, dst_fd = create_temp(action.dst, mode)
             try:
-                progress = self.sink.advanced if src.size >= _PROGRESS_MIN else None
-                self.sink.started(action, action.methods[0] if action.methods else None)
-                method, moved = copy_bytes(action.methods, src_fd, dst_fd, src.size,
-                                           self.config.preserve.sparse and src.is_sparse,
-                                           (src.dev, action.dst_dev), self.caps, progress)
-                warnings = self.meta.apply_fd(dst_fd, src, action.existing, src_fd, created_mode)
-                if self.config.fsync:
-                    os.fsync(dst_fd)
-            finally:
-                os.close(dst_fd)
-            os.rename(tmp, dst)
-        except BaseException:
+                try:
+                    written = self._fill(action, src, src_fd, dst_fd, mode, before)
+                finally:
+                    os.close(dst_fd)
+                if written is not None:
+                    os.rename(tmp, action.dst)
+            except BaseException:
+                remove_quietly(tmp)
+                raise
+            if written is not None:
+                method, moved, warnings = written
+                self._warn_all(warnings)
+                self.stats.files += 1
+                self.stats.add_bytes(method, moved)
+                self.sink.finished(action, method, moved)
+                return
             remove_quietly(tmp)
-            raise
-        if warnings:
-            self._warn_all(warnings)
-        self.stats.files += 1
-        self.stats.add_bytes(method, moved)
-        self.sink.finished(action, method, moved)
+            if attempt == 0:
+                self.sink.warned(f"{action.rel or action.dst}: read-back differs from the source; copying again")
+        raise VerifyMismatch(f"{action.dst}: the copy read back from storage differs from the source")
+
+    def _fill(self, action: Action, src: Entry, src_fd: int, dst_fd: int, mode: int, before: os.stat_result):
+        """Move the bytes and apply metadata; (method, bytes, warnings), or None when --verify failed."""
+        sparse = self.config.preserve.sparse and src.is_sparse
+        verify = self.config.verify
+        if verify:
+            ranges = source_ranges(src_fd, src.size, sparse)
+            src_digest = SourceDigest(src_fd, src.size, ranges)
+        progress = self.sink.advanced if src.size >= _PROGRESS_MIN else None
+        self.sink.started(action, action.methods[0] if action.methods else None)
+        method, moved = copy_bytes(action.methods, src_fd, dst_fd, src.size, sparse,
+                                   (src.dev, action.dst_dev), self.caps, progress)
+        if verify:
+            expected = src_digest.value()
+            if _changed(before, os.fstat(src_fd)):
+                raise SourceChanged(f"{src.path}: changed during the copy")
+            if read_back(dst_fd, src.size, ranges) != expected:
+                return None
+            self.stats.verified += 1
+        warnings = self.meta.apply_fd(dst_fd, src, action.existing, src_fd, mode)
+        if self.config.fsync:
+            os.fsync(dst_fd)
+        return method, moved, warnings
 
     def _attrs(self, action: Action) -> None:
         src = action.src
@@ -235,6 +261,11 @@ class Executor:
 
 _COPY_OPS = frozenset({Op.COPY, Op.UPDATE})
 _IN_PLACE_OPS = frozenset({Op.SKIP, Op.ATTRS, Op.MKDIR})  # leave the parent folder's entries alone
+
+
+def _changed(before: os.stat_result, after: os.stat_result) -> bool:
+    return (before.st_size, before.st_mtime_ns, before.st_ctime_ns) != (after.st_size, after.st_mtime_ns,
+                                                                       after.st_ctime_ns)
 
 
 def _is_dir(entry: Entry | None) -> bool:

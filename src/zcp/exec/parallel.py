@@ -27,7 +27,7 @@ BATCH = 64  # files per message: amortises the pipe round trip, keeps workers ev
 IN_FLIGHT = 2  # batches queued per worker: one running, one waiting
 
 _ENTRY_FIELDS = attrgetter(*Entry.__slots__)
-_COUNTERS = ("files", "bytes", "dirs", "links", "specials", "skipped", "failed", "vanished")
+_COUNTERS = ("files", "bytes", "dirs", "links", "specials", "skipped", "failed", "vanished", "verified")
 
 
 def _job(action: Action) -> tuple:
