@@ -100,4 +100,5 @@ class Action:
     target: str | None = None  # SYMLINK: link text
     existing: Entry | None = None  # lstat of the destination before the run
     dst_dev: int = 0  # device the destination lands on (for the unsupported-path memory)
+    in_setgid: bool = False  # its folder is setgid: a new file takes the folder's group
     warning: str = ""  # SKIP of something the user asked for (a FIFO without root, ...)

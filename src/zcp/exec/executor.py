@@ -8,7 +8,6 @@ from collections.abc import Iterable
 
 from zcp.config import Config
 from zcp.errors import FileError, SourceChanged, SourceVanished, VerifyMismatch, describe
-from zcp.exec.delete import Budget, DeleteLimit, delete_beneath
 from zcp.exec.atomic import create_temp, fsync_dir, make_beside, remove_quietly
 from zcp.exec.events import NullSink, Sink, Stats
 from zcp.exec.filecopy import copy_bytes
@@ -39,7 +38,7 @@ class Executor:
         self._links: list[Action] = []
         # Folders whose entries this run adds, replaces or removes: their mtime must be set again.
         self._touched: set[str] = set()
-        self._delete_budget = Budget(config.max_delete)
+        self._delete_budget = None  # --max-delete's count, made at the first deletion
 
     def run(self, actions: Iterable[Action]) -> Stats:
         for action in actions:
@@ -168,7 +167,7 @@ class Executor:
             if read_back(dst_fd, src.size, ranges) != expected:
                 return None
             self.stats.verified += 1
-        warnings = self.meta.apply_fd(dst_fd, src, action.existing, src_fd, mode)
+        warnings = self.meta.apply_fd(dst_fd, src, action.existing, src_fd, mode, action.in_setgid)
         if self.config.fsync:
             os.fsync(dst_fd)
         return method, moved, warnings
@@ -185,6 +184,10 @@ class Executor:
         self.sink.finished(action, None, 0)
 
     def _delete(self, action: Action) -> None:
+        from zcp.exec.delete import Budget, DeleteLimit, delete_beneath  # only --delete pays for it
+
+        if self._delete_budget is None:
+            self._delete_budget = Budget(self.config.max_delete)
         root = action.dst[: len(action.dst) - len(action.rel) - 1]
         try:
             self.stats.deleted += delete_beneath(root, action.rel, self._delete_budget)

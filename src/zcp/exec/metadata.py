@@ -28,6 +28,7 @@ class MetadataPolicy:
     preserve: Preserve
     is_root: bool
     umask: int
+    owner: tuple[int, int] = (os.geteuid(), os.getegid())  # what a file we create belongs to
 
     def mode_for(self, src: Entry, existing: Entry | None) -> int:
         """cp's rule without -p: a new file gets the source mode less the umask; an old one keeps its mode."""
@@ -42,12 +43,15 @@ class MetadataPolicy:
         return self.mode_for(src, existing) & 0o777
 
     def apply_fd(self, fd: int, src: Entry, existing: Entry | None, src_fd: int | None = None,
-                 created_mode: int | None = None) -> list[str]:
+                 created_mode: int | None = None, in_setgid: bool = True) -> list[str]:
         """Apply metadata to an open file or folder; returns warnings (xattrs the target cannot hold).
 
-        ``created_mode``: the mode the file was just created with (the umask still applied to it).
+        ``created_mode``: the mode a file was just created with (the umask still applied to it); it
+        then belongs to us, or to its folder's group when ``in_setgid``, and needs no chown if the
+        source has that owner too.
         """
-        chown = self.preserve.owner and self.is_root
+        chown = self.preserve.owner and self.is_root and (
+            created_mode is None or in_setgid or (src.uid, src.gid) != self.owner)
         if chown:
             os.fchown(fd, src.uid, src.gid)
         mode = self.mode_for(src, existing)

@@ -10,18 +10,21 @@ finished by the parent once every worker is done.
 
 from __future__ import annotations
 
-import multiprocessing
 import signal
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from multiprocessing.connection import Connection, wait
+from typing import TYPE_CHECKING
 from operator import attrgetter
 
 from zcp.config import Config
 from zcp.exec.events import NullSink, Sink, Stats
 from zcp.exec.executor import Executor
 from zcp.model import Action, Entry
+
+if TYPE_CHECKING:
+    from multiprocessing import Process
+    from multiprocessing.connection import Connection
 
 BATCH = 64  # files per message: amortises the pipe round trip, keeps workers evenly fed
 IN_FLIGHT = 2  # batches queued per worker: one running, one waiting
@@ -32,12 +35,13 @@ _COUNTERS = ("files", "bytes", "dirs", "links", "specials", "skipped", "failed",
 
 def _job(action: Action) -> tuple:
     existing = _ENTRY_FIELDS(action.existing) if action.existing is not None else None
-    return (action.op, action.rel, action.dst, _ENTRY_FIELDS(action.src), action.methods, action.dst_dev, existing)
+    return (action.op, action.rel, action.dst, _ENTRY_FIELDS(action.src), action.methods, action.dst_dev,
+            action.in_setgid, existing)
 
 
 def _action(job: tuple) -> Action:
-    op, rel, dst, src, methods, dst_dev, existing = job
-    return Action(op, rel, dst, Entry(*src), methods=methods, dst_dev=dst_dev,
+    op, rel, dst, src, methods, dst_dev, in_setgid, existing = job
+    return Action(op, rel, dst, Entry(*src), methods=methods, dst_dev=dst_dev, in_setgid=in_setgid,
                   existing=Entry(*existing) if existing is not None else None)
 
 
@@ -58,7 +62,7 @@ class _Recorder(NullSink):
         self.events.append(("warned", message))
 
 
-def _worker_main(conn: Connection, config: Config, is_root: bool) -> None:
+def _worker_main(conn: "Connection", config: Config, is_root: bool) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides how to stop; files finish whole
     recorder = _Recorder()
     executor = Executor(config, recorder, is_root=is_root)
@@ -76,8 +80,8 @@ def _worker_main(conn: Connection, config: Config, is_root: bool) -> None:
 
 @dataclass
 class _Worker:
-    process: multiprocessing.Process
-    conn: Connection
+    process: "Process"
+    conn: "Connection"
     pending: deque = field(default_factory=deque)  # batches sent, results not yet read
 
 
@@ -126,6 +130,8 @@ class ParallelExecutor(Executor):
         self._batch = []
 
     def _start(self) -> None:
+        import multiprocessing  # only runs with enough files to share pay for it
+
         context = multiprocessing.get_context("fork")
         for _ in range(self.jobs):
             parent_end, child_end = context.Pipe()
@@ -137,6 +143,8 @@ class ParallelExecutor(Executor):
 
     def _collect(self) -> None:
         """Read at least one batch's results and replay them."""
+        from multiprocessing.connection import wait
+
         busy = {w.conn: w for w in self._workers if w.pending}
         for conn in wait(list(busy)):
             worker = busy[conn]

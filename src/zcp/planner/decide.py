@@ -18,10 +18,11 @@ class Decider:
     # (dev, ino) of a source link group -> (its first destination, that file's (dev, ino) if kept as is)
     first_link: dict[tuple[int, int], tuple[str, tuple[int, int] | None]] = field(default_factory=dict)
 
-    def decide(self, rel: str, src: Entry, dst: str, existing: Entry | None, dst_dev: int,
+    def decide(self, rel: str, src: Entry, dst: str, existing: Entry | None, folder: tuple[int, bool],
                target: str | None = None, existing_target: str | None = None,
                same_content: bool | None = None) -> Action:
-        """``target``/``existing_target``: link texts, read by the caller for symlinks.
+        """``folder``: (device, setgid) of the destination folder the entry lands in.
+        ``target``/``existing_target``: link texts, read by the caller for symlinks.
         ``same_content``: for --checksum, whether two same-size files hash alike (read by the caller).
         """
         kind = src.kind
@@ -35,10 +36,10 @@ class Decider:
         if kind in SPECIAL_KINDS:
             return self._special(rel, src, dst, existing)
         if self.config.preserve.hard_links and src.nlink > 1:
-            return self._linked_file(rel, src, dst, existing, dst_dev, same_content)
-        return self._file(rel, src, dst, existing, dst_dev, same_content)
+            return self._linked_file(rel, src, dst, existing, folder, same_content)
+        return self._file(rel, src, dst, existing, folder, same_content)
 
-    def _file(self, rel: str, src: Entry, dst: str, existing: Entry | None, dst_dev: int,
+    def _file(self, rel: str, src: Entry, dst: str, existing: Entry | None, folder: tuple[int, bool],
               same_content: bool | None = None) -> Action:
         config = self.config
         if existing is not None and existing.kind is not Kind.DIR:
@@ -48,17 +49,19 @@ class Decider:
                 return Action(Op.SKIP, rel, dst, src, existing=existing, reason="newer in the destination (--update)")
             if existing.kind is Kind.FILE and self._up_to_date(src, existing, same_content):
                 return self._attrs(rel, src, dst, existing)
+        dst_dev, in_setgid = folder
         methods, why = choose_methods(config.method, config.reflink, src.dev == dst_dev)
         op = Op.COPY if existing is None else Op.UPDATE
-        return Action(op, rel, dst, src, methods=methods, reason=why, existing=existing, dst_dev=dst_dev)
+        return Action(op, rel, dst, src, methods=methods, reason=why, existing=existing, dst_dev=dst_dev,
+                      in_setgid=in_setgid)
 
-    def _linked_file(self, rel: str, src: Entry, dst: str, existing: Entry | None, dst_dev: int,
+    def _linked_file(self, rel: str, src: Entry, dst: str, existing: Entry | None, folder: tuple[int, bool],
                      same_content: bool | None) -> Action:
         """Hard-link groups: the first member is copied, the others are linked to it."""
         key = (src.dev, src.ino)
         first = self.first_link.get(key)
         if first is None:
-            action = self._file(rel, src, dst, existing, dst_dev, same_content)
+            action = self._file(rel, src, dst, existing, folder, same_content)
             kept = existing if action.op in (Op.SKIP, Op.ATTRS) else None
             self.first_link[key] = (dst, (kept.dev, kept.ino) if kept else None)
             return action

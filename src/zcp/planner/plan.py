@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Callable, Iterator
 
 from zcp.config import Compare, Config
@@ -52,14 +53,16 @@ class Planner:
     def plan(self, transfer: Transfer) -> Iterator[Action]:
         src, dst_root = transfer.src, transfer.dst
         root_existing = self._lstat(dst_root)
-        dst_dev = self._dev_of(dst_root, root_existing)
-        yield self._decide("", src, dst_root, root_existing, dst_dev)
+        parent = self._parent_of(dst_root)
+        yield self._decide("", src, dst_root, root_existing, parent)
         if src.kind is not Kind.DIR:
             return
         # Folders that are not folders in the destination yet: their children need no lstat, and
         # nothing beneath them is ever looked up through whatever stands there now (a symlink).
         new_dirs: set[str] = set()
-        dirs_dev = {"": dst_dev}
+        # (device, setgid) of each destination folder: where its entries land, and whether they
+        # inherit its group (a new folder inherits setgid from its parent)
+        dirs_at = {"": _folder_of(root_existing, parent)}
         if root_existing is None or root_existing.kind is not Kind.DIR:
             new_dirs.add("")
         on_listing = self._note_extras(dst_root, new_dirs) if self.config.delete else None
@@ -70,7 +73,7 @@ class Planner:
             try:
                 if parent not in new_dirs:
                     existing = self._lstat(dst)
-                action = self._decide(rel, entry, dst, existing, dirs_dev[parent])
+                action = self._decide(rel, entry, dst, existing, dirs_at[parent])
             except OSError as exc:  # an unreadable destination entry, a symlink that vanished
                 self.on_error(entry.path, exc)
                 action = None
@@ -78,7 +81,7 @@ class Planner:
                 is_dir = existing is not None and existing.kind is Kind.DIR
                 if not is_dir:
                     new_dirs.add(rel)
-                dirs_dev[rel] = existing.dev if is_dir else dirs_dev[parent]
+                dirs_at[rel] = _folder_of(existing, dirs_at[parent])
             if action is not None:
                 yield action
 
@@ -115,7 +118,7 @@ class Planner:
 
         return on_listing
 
-    def _decide(self, rel: str, src: Entry, dst: str, existing: Entry | None, dst_dev: int) -> Action:
+    def _decide(self, rel: str, src: Entry, dst: str, existing: Entry | None, folder: tuple[int, bool]) -> Action:
         target = existing_target = same = None
         if src.kind is Kind.SYMLINK:
             target = os.readlink(src.path)
@@ -124,13 +127,20 @@ class Planner:
         elif (self.config.compare is Compare.CHECKSUM and src.kind is Kind.FILE and existing is not None
               and existing.kind is Kind.FILE and existing.size == src.size):
             same = self._same_content(src.path, dst)
-        return self.decider.decide(rel, src, dst, existing, dst_dev, target, existing_target, same)
+        return self.decider.decide(rel, src, dst, existing, folder, target, existing_target, same)
 
-    def _dev_of(self, dst_root: str, existing: Entry | None) -> int:
-        """The device new files will land on: the destination itself if a folder, else its parent."""
-        if existing is not None and existing.kind is Kind.DIR:
-            return existing.dev
+    @staticmethod
+    def _parent_of(dst_root: str) -> tuple[int, bool]:
+        """(device, setgid) of the folder the destination root lands in."""
         parent = os.path.dirname(os.path.normpath(dst_root)) or "."
         while not os.path.isdir(parent):  # a folder target that the run creates first
             parent = os.path.dirname(parent) or "."
-        return os.stat(parent).st_dev
+        st = os.stat(parent)
+        return st.st_dev, bool(st.st_mode & stat.S_ISGID)
+
+
+def _folder_of(existing: Entry | None, parent: tuple[int, bool]) -> tuple[int, bool]:
+    """(device, setgid) of a destination folder: its own if it is one already, else inherited."""
+    if existing is not None and existing.kind is Kind.DIR:
+        return existing.dev, bool(existing.mode & stat.S_ISGID)
+    return parent

@@ -18,8 +18,8 @@ class Capabilities:
         self._lock = threading.Lock()
 
     def is_known_unsupported(self, method: Method, src_dev: int, dst_dev: int) -> bool:
-        with self._lock:
-            return (method, src_dev, dst_dev) in self._unsupported
+        # A set lookup is atomic under the GIL: the lock only orders writers (asked once per file).
+        return (method, src_dev, dst_dev) in self._unsupported
 
     def mark_unsupported(self, method: Method, src_dev: int, dst_dev: int) -> None:
         with self._lock:
