@@ -21,25 +21,49 @@ _zcp() {
             return
         fi
     done
-    case $prev in
-        --method)
-            COMPREPLY=($(compgen -W 'auto reflink copy_file_range sendfile splice rw' -- "$cur"))
-            return ;;
-        --reflink)
-            COMPREPLY=($(compgen -W 'auto always never' -- "$cur"))
-            return ;;
-        -j|--jobs|--max-delete|--exclude|--include)
-            :  # a value with nothing to suggest
-            return ;;
-        --exclude-from|--include-from)
+    local command=
+    ((COMP_CWORD > 1)) && command=${COMP_WORDS[1]}
+    case $command in
+        hash)
+            if [[ $cur == -* ]]; then
+                COMPREPLY=($(compgen -W '-r --recursive -c --check -q --quiet -h --help' -- "$cur"))
+                return
+            fi
             _zcp_files
-            return ;;
+            ;;
+        check)
+            if [[ $cur == -* ]]; then
+                COMPREPLY=($(compgen -W '--json -h --help' -- "$cur"))
+                return
+            fi
+            _zcp_files
+            ;;
+        *)
+            case $prev in
+                --method)
+                    COMPREPLY=($(compgen -W 'auto reflink copy_file_range sendfile splice rw' -- "$cur"))
+                    return ;;
+                --reflink)
+                    COMPREPLY=($(compgen -W 'auto always never' -- "$cur"))
+                    return ;;
+                -j|--jobs|--max-delete|--exclude|--include)
+                    :  # a value with nothing to suggest
+                    return ;;
+                --exclude-from|--include-from)
+                    _zcp_files
+                    return ;;
+                --format)
+                    COMPREPLY=($(compgen -W 'auto tar raw' -- "$cur"))
+                    return ;;
+            esac
+            if [[ $cur == -* ]]; then
+                COMPREPLY=($(compgen -W '-a --archive -r --recursive -p --perms -t --times -o --owner -l --links -H --hard-links -X --xattrs -D --devices --sparse --no-sparse --method --reflink -n --dry-run -v --verbose -q --quiet --fsync -j --jobs -c --checksum --size-only -u --update --ignore-existing --delete --max-delete --delete-excluded --exclude --include --exclude-from --include-from -i --itemize-changes --verify --format --version -h --help' -- "$cur"))
+                return
+            fi
+            ((COMP_CWORD == 1)) && COMPREPLY=($(compgen -W 'hash check' -- "$cur"))
+            _zcp_files
+            ;;
     esac
-    if [[ $cur == -* ]]; then
-        COMPREPLY=($(compgen -W '-a --archive -r --recursive -p --perms -t --times -o --owner -l --links -H --hard-links -X --xattrs -D --devices --sparse --no-sparse --method --reflink -n --dry-run -v --verbose -q --quiet --fsync -j --jobs -c --checksum --size-only -u --update --ignore-existing --delete --max-delete --delete-excluded --exclude --include --exclude-from --include-from -i --itemize-changes --version -h --help' -- "$cur"))
-        return
-    fi
-    _zcp_files
 }
 
 complete -F _zcp zcp

@@ -124,6 +124,8 @@ def _split_help(text: str, words: tuple[str, ...]) -> tuple[str, tuple[str, ...]
     body: list[str] = []
     usage: list[str] = []
     for paragraph in paragraphs[1:]:
+        # click's "\b" line keeps the next lines unwrapped in --help; it is not text
+        paragraph = paragraph.removeprefix("\b\n")
         lines = [line.strip() for line in paragraph.splitlines()]
         if paragraph[0].isspace() and all(line.startswith(prefix) for line in lines):
             usage += lines
@@ -214,7 +216,6 @@ EXIT_NOTES: dict[ExitCode, str] = {
     ExitCode.MAX_DELETE: "More than --max-delete entries would have been deleted: deletions stopped there, "
     "the rest of the run went on.",
     ExitCode.BROKEN_PIPE: "The reader of standard output went away (128 + SIGPIPE, as a shell reports it).",
-    ExitCode.SSH: "The remote shell failed.",
 }
 
 METHOD_NOTES: dict[Method, str] = {

@@ -20,7 +20,6 @@ class ExitCode(IntEnum):
     VANISHED = 24  # some source files vanished during the run, the rest were transferred
     MAX_DELETE = 25  # --max-delete stopped deletions
     BROKEN_PIPE = 141  # the reader of stdout went away (like a shell's 128 + SIGPIPE)
-    SSH = 255  # the remote shell failed
 
 
 class ZcpError(Exception):

@@ -6,23 +6,32 @@ This module is the only place that exits. Exceptions map to codes through errors
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from typing import Annotated, NoReturn
 
 import typer
 
 from zcp import __version__
-from zcp.config import Compare, Config, Method, Preserve, Reflink
+from zcp.config import Compare, Config, Method, Preserve, Reflink, StreamFormat
 from zcp.errors import ExitCode, UsageError, ZcpError
 
 HELP = """Copy or sync files and trees through the kernel's fastest path.
 
+\b
   zcp [OPTIONS] SRC... DST
+  zcp [OPTIONS] SRC... -
+  zcp [OPTIONS] - DEST
 
 SRC/ (trailing slash) copies a folder's contents into DST; SRC copies the folder itself into
 DST when DST is a folder (or ends with /, or there are several sources), else DST becomes the copy.
+A - as DST writes a tar stream to stdout (--format raw: one file's bytes); a - as SRC reads one.
+
+Subcommands: zcp hash (xxh3-128 lists like xxhsum -H2; -c checks them) and zcp check SRC DST
+(compare two trees by content); a file named hash or check is copied as ./hash.
+
 Exit codes: 0 ok, 1 usage, 11 file I/O, 12 stream, 20 interrupted, 23 partial, 24 vanished,
-25 --max-delete reached."""
+25 --max-delete reached, 141 stdout closed."""
 
 app = typer.Typer(add_completion=False, rich_markup_mode=None, pretty_exceptions_enable=False)
 
@@ -38,7 +47,7 @@ def copy(
     ctx: typer.Context,
     paths: Annotated[list[str], typer.Argument(metavar="PATH", show_default=False, help="SRC... DST: sources, then the destination.")],
     archive: Annotated[bool, typer.Option("-a", "--archive", help="Recursive, keep everything: -rptoglHXD.")] = False,
-    recursive: Annotated[bool, typer.Option("-r", "--recursive", help="Copy folders and their contents.")] = False,
+    recursive: Annotated[bool, typer.Option("-r", "--recursive", help="Copy folders and their contents (symlinks as symlinks).")] = False,
     perms: Annotated[bool, typer.Option("-p", "--perms", help="Keep permissions.")] = False,
     times: Annotated[bool, typer.Option("-t", "--times", help="Keep modification and access times (ns).")] = False,
     owner: Annotated[bool, typer.Option("-o", "--owner", help="Keep owner and group (as root).")] = False,
@@ -47,13 +56,13 @@ def copy(
     xattrs: Annotated[bool, typer.Option("-X", "--xattrs", help="Keep extended attributes.")] = False,
     devices: Annotated[bool, typer.Option("-D", "--devices", help="Recreate FIFOs, sockets, devices (as root).")] = False,
     sparse: Annotated[bool, typer.Option("--sparse/--no-sparse", help="Keep holes in sparse files.")] = True,
-    method: Annotated[Method, typer.Option("--method", help="Force one kernel path (no fallback).")] = Method.AUTO,
-    reflink: Annotated[Reflink, typer.Option("--reflink", help="Share extents: auto, always (or fail), never.")] = Reflink.AUTO,
+    method: Annotated[Method, typer.Option("--method", help="auto tries each kernel path in turn; any other value forces that path and fails the files it cannot serve.")] = Method.AUTO,
+    reflink: Annotated[Reflink, typer.Option("--reflink", help="Share extents: auto; always (else fail); never (also no copy_file_range within a filesystem, which may clone).")] = Reflink.AUTO,
     dry_run: Annotated[bool, typer.Option("-n", "--dry-run", help="Print the plan (action, method, why); write nothing.")] = False,
-    verbose: Annotated[int, typer.Option("-v", "--verbose", count=True, help="List files and print a summary.")] = 0,
+    verbose: Annotated[int, typer.Option("-v", "--verbose", count=True, show_default=False, help="List files and print a summary.")] = 0,
     quiet: Annotated[bool, typer.Option("-q", "--quiet", help="Print errors only.")] = False,
     fsync: Annotated[bool, typer.Option("--fsync", help="fsync each file and its folder before finishing.")] = False,
-    jobs: Annotated[int, typer.Option("-j", "--jobs", min=0, help="Processes copying files; 0 = one per CPU.")] = 0,
+    jobs: Annotated[int, typer.Option("-j", "--jobs", min=0, metavar="N", help="Processes copying files; 0 = one per CPU.")] = 0,
     checksum: Annotated[bool, typer.Option("-c", "--checksum", help="Up to date means same size and xxh3-128, not same mtime.")] = False,
     size_only: Annotated[bool, typer.Option("--size-only", help="Up to date means same size.")] = False,
     update: Annotated[bool, typer.Option("-u", "--update", help="Keep destination files that are newer.")] = False,
@@ -61,11 +70,13 @@ def copy(
     delete: Annotated[bool, typer.Option("--delete", help="Delete destination entries that are not in the source.")] = False,
     max_delete: Annotated[int | None, typer.Option("--max-delete", min=0, metavar="N", help="Delete at most N entries (exit 25 beyond).")] = None,
     delete_excluded: Annotated[bool, typer.Option("--delete-excluded", help="With --delete, also delete excluded entries.")] = False,
-    exclude: Annotated[list[str] | None, typer.Option("--exclude", metavar="PATTERN", help="Skip matching entries (rsync rules; see docs/filters.md).")] = None,
+    exclude: Annotated[list[str] | None, typer.Option("--exclude", metavar="PATTERN", help="Skip matching entries (rsync's rules: /anchored, *, **, ?, [..], trailing / for folders).")] = None,
     include: Annotated[list[str] | None, typer.Option("--include", metavar="PATTERN", help="Keep matching entries (first matching rule wins).")] = None,
     exclude_from: Annotated[list[str] | None, typer.Option("--exclude-from", metavar="FILE", help="Read exclude patterns from FILE.")] = None,
     include_from: Annotated[list[str] | None, typer.Option("--include-from", metavar="FILE", help="Read include patterns from FILE.")] = None,
     itemize: Annotated[bool, typer.Option("-i", "--itemize-changes", help="Print one rsync-style line per change on stdout.")] = False,
+    verify: Annotated[bool, typer.Option("--verify", help="Read every written file back from storage and compare xxh3-128 with the source.")] = False,
+    stream_format: Annotated[StreamFormat, typer.Option("--format", help="With - as SRC or DST: tar stream, raw bytes of one file, or auto.")] = StreamFormat.AUTO,
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")] = False,
 ) -> int:
     if len(paths) < 2:
@@ -87,11 +98,16 @@ def copy(
         recursive=recursive or archive, preserve=preserve, method=method, reflink=reflink, dry_run=dry_run,
         verbose=verbose, quiet=quiet, fsync=fsync, jobs=jobs or default_jobs(), compare=compare, update=update,
         ignore_existing=ignore_existing, delete=delete or delete_excluded or max_delete is not None,
-        max_delete=max_delete, delete_excluded=delete_excluded, filters=_filters(ctx.obj or []), itemize=itemize,
+        max_delete=max_delete, delete_excluded=delete_excluded, filters=_filters(ctx.obj or []), itemize=itemize, verify=verify,
     )
+    sources, dest = paths[:-1], paths[-1]
+    if "-" in paths:  # a pipe end: stdin as the source or stdout as the destination
+        from zcp.cli.streams import run_stream
+
+        return run_stream(sources, dest, config, stream_format)
     from zcp.cli.run import run_copy  # imported late: --help and --version stay fast
 
-    return run_copy(paths[:-1], paths[-1], config)
+    return run_copy(sources, dest, config)
 
 
 _FILTER_OPTIONS = {"--exclude": (False, False), "--include": (True, False),
@@ -100,8 +116,6 @@ _FILTER_OPTIONS = {"--exclude": (False, False), "--include": (True, False),
 
 def _filters(argv: list[str]):
     """Filter rules in command-line order (typer groups each option's values, losing their order)."""
-    from zcp.planner.filters import Filters
-
     rules: list[tuple[bool, str]] = []
     args = iter(argv)
     for arg in args:
@@ -112,8 +126,18 @@ def _filters(argv: list[str]):
             continue
         include, from_file = _FILTER_OPTIONS[name]
         value = value if eq else next(args, "")
-        rules.extend(Filters.read_rules_file(value, include) if from_file else [(include, value)])
-    return Filters.build(rules) if rules else None
+        rules.extend(_read_rules(value, include) if from_file else [(include, value)])
+    if not rules:
+        return None
+    from zcp.planner.filters import Filters
+
+    return Filters.build(rules)
+
+
+def _read_rules(path: str, include: bool) -> list[tuple[bool, str]]:
+    from zcp.planner.filters import Filters
+
+    return Filters.read_rules_file(path, include)
 
 
 def default_jobs() -> int:
@@ -121,12 +145,27 @@ def default_jobs() -> int:
     return len(os.sched_getaffinity(0))
 
 
+from zcp.cli.tools import check_app, hash_app  # noqa: E402  (light: typer and zcp.errors only)
+
+# Subcommands, by the first word of the command line (tools/gendocs.py documents them from here).
+SUBCOMMANDS = {"hash": hash_app, "check": check_app}
+
+
+def _interrupted(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # unwinds like Ctrl-C: the file being written removes its temp file
+
+
 def main(argv: list[str] | None = None) -> NoReturn:
     args = sys.argv[1:] if argv is None else argv
+    for stop in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(stop, _interrupted)
+    command, prog, rest = app, "zcp", args
+    if args and args[0] in SUBCOMMANDS:  # a file named like a subcommand is copied as ./hash
+        command, prog, rest = SUBCOMMANDS[args[0]], f"zcp {args[0]}", args[1:]
     try:
-        code = typer.main.get_command(app).main(args=args, prog_name="zcp", standalone_mode=False, obj=args)
+        code = typer.main.get_command(command).main(args=rest, prog_name=prog, standalone_mode=False, obj=rest)
     except typer.TyperException as exc:
-        _error(exc.format_message() + " (see zcp --help)")
+        _error(f"{exc.format_message()} (see {prog} --help)")
         code = ExitCode.USAGE
     except ZcpError as exc:
         _error(str(exc))

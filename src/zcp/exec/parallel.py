@@ -74,8 +74,8 @@ def _worker_main(conn: "Connection", config: Config, is_root: bool) -> None:
                 executor.execute(_action(job))
             stats = executor.stats
             conn.send((recorder.events, [getattr(stats, c) for c in _COUNTERS], dict(stats.by_method)))
-    except (EOFError, BrokenPipeError):
-        pass  # the parent went away or stopped us
+    except (EOFError, BrokenPipeError, KeyboardInterrupt):
+        pass  # the parent went away or stopped us, or SIGTERM: the current file cleaned up after itself
 
 
 @dataclass
