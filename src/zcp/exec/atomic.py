@@ -5,6 +5,7 @@ The target is always either its old self or the complete new file; a failure rem
 
 from __future__ import annotations
 
+import glob
 import itertools
 import os
 from collections.abc import Callable
@@ -32,7 +33,17 @@ def temp_name(target: str) -> str:
     head, sep, name = target.rpartition("/")
     if len(name) > _NAME_BYTES // 4:  # only long names can overflow NAME_MAX once encoded
         name = os.fsdecode(os.fsencode(name)[:_NAME_BYTES])
-    return f"{head}{sep}.{name}.{_pid:x}{next(_counter):x}{TEMP_SUFFIX}"
+    return f"{head}{sep}.{name}.{_pid:x}-{next(_counter):x}{TEMP_SUFFIX}"
+
+
+def remove_temps_of(target: str, pid: int) -> None:
+    """Remove what a killed process ``pid`` left beside ``target`` (it had no chance to)."""
+    head, sep, name = target.rpartition("/")
+    if len(name) > _NAME_BYTES // 4:
+        name = os.fsdecode(os.fsencode(name)[:_NAME_BYTES])
+    for path in glob.glob(f"{glob.escape(head + sep)}.{glob.escape(name)}.{pid:x}-*{TEMP_SUFFIX}",
+                          include_hidden=True):
+        remove_quietly(path)
 
 
 def create_temp(target: str, mode: int = 0o600) -> tuple[str, int]:

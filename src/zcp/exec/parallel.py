@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from operator import attrgetter
 
 from zcp.config import Config
+from zcp.exec.atomic import remove_temps_of
 from zcp.exec.events import NullSink, Sink, Stats
 from zcp.exec.executor import Executor
 from zcp.model import Action, Entry
@@ -91,6 +92,7 @@ class ParallelExecutor(Executor):
         self.jobs = jobs
         self._batch: list[Action] = []
         self._workers: list[_Worker] = []
+        self._started = False
 
     def run(self, actions: Iterable[Action]) -> Stats:
         try:
@@ -105,11 +107,7 @@ class ParallelExecutor(Executor):
 
     def drain(self) -> None:
         try:
-            if self._batch and not self._workers:  # a small run: not worth a fork
-                for action in self._batch:
-                    self.execute(action)
-                self._batch = []
-            elif self._batch:
+            if self._batch:
                 self._send()
             while any(w.pending for w in self._workers):
                 self._collect()
@@ -117,19 +115,29 @@ class ParallelExecutor(Executor):
             self._stop()
 
     def _send(self) -> None:
-        if not self._workers:
+        """Hand the current batch to the least busy worker; forks them at the first full batch."""
+        batch, self._batch = self._batch, []
+        if not self._started and len(batch) >= BATCH:
             self._start()
-        while True:
+        jobs = [_job(a) for a in batch] if self._workers else []
+        while self._workers:
             idle = [w for w in self._workers if len(w.pending) < IN_FLIGHT]
-            if idle:
-                break
-            self._collect()
-        worker = min(idle, key=lambda w: len(w.pending))
-        worker.conn.send([_job(a) for a in self._batch])
-        worker.pending.append(self._batch)
-        self._batch = []
+            if not idle:
+                self._collect()
+                continue
+            worker = min(idle, key=lambda w: len(w.pending))
+            try:
+                worker.conn.send(jobs)
+            except OSError:  # it died since its last answer: its queued batches are lost, not this one
+                self._lost(worker)
+                continue
+            worker.pending.append(batch)
+            return
+        for action in batch:  # a small run, or every worker died: copy here
+            self.execute(action)
 
     def _start(self) -> None:
+        self._started = True
         import multiprocessing  # only runs with enough files to share pay for it
 
         context = multiprocessing.get_context("fork")
@@ -148,12 +156,12 @@ class ParallelExecutor(Executor):
         busy = {w.conn: w for w in self._workers if w.pending}
         for conn in wait(list(busy)):
             worker = busy[conn]
-            batch = worker.pending.popleft()
             try:
                 events, counters, by_method = conn.recv()
-            except EOFError:
-                self._lost(worker, batch)
+            except (EOFError, OSError):
+                self._lost(worker)
                 continue
+            batch = worker.pending.popleft()
             for name, value in zip(_COUNTERS, counters):
                 setattr(self.stats, name, getattr(self.stats, name) + value)
             self.stats.by_method.update(by_method)
@@ -165,11 +173,14 @@ class ParallelExecutor(Executor):
                 else:
                     self.sink.warned(event[1])
 
-    def _lost(self, worker: _Worker, batch: list[Action]) -> None:
-        """A worker died: its unfinished files are failures; the others carry on."""
+    def _lost(self, worker: _Worker) -> None:
+        """A worker died: the files it had are failures (it may have half-done them); others carry on."""
         self._workers.remove(worker)
-        for lost in (batch, *worker.pending):
+        worker.conn.close()
+        worker.process.join()
+        for lost in worker.pending:
             for action in lost:
+                remove_temps_of(action.dst, worker.process.pid)
                 self.stats.failed += 1
                 self.sink.failed(action.src.path, "copy process died")
         worker.pending.clear()
