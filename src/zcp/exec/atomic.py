@@ -1,10 +1,14 @@
-"""Atomic replace: write ``.name.<token>.zcp`` beside the target, then rename it into place.
+"""Atomic placement: the target is always either its old self (or absent) or the complete new file.
 
-The target is always either its old self or the complete new file; a failure removes the temp file.
+A new file is written as an unnamed inode (O_TMPFILE) and linked into place when complete: if the
+process dies, even by SIGKILL, the kernel frees it and nothing is left behind. A file that
+replaces another, or lands on a filesystem without O_TMPFILE, is written as ``.name.<token>.zcp``
+beside the target and renamed over it; a failure removes that temp file.
 """
 
 from __future__ import annotations
 
+import errno
 import glob
 import itertools
 import os
@@ -57,6 +61,67 @@ def create_temp(target: str, mode: int = 0o600) -> tuple[str, int]:
             return path, os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
         except FileExistsError:
             continue
+
+
+# linkat() needs a directory fd to take AT_SYMLINK_FOLLOW through os.link; "/" is the same in every
+# process, unlike /proc/self, so this survives fork.
+_ROOT_FD = os.open("/", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+# O_TMPFILE is refused by filesystems that lack it (EOPNOTSUPP), or by old kernels (EISDIR, EINVAL).
+_NO_TMPFILE = frozenset({errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL})
+_PROC_FD = os.path.isdir("/proc/self/fd")  # the only way to give an unnamed inode a name
+
+
+class Pending:
+    """A file being written for ``target``: ``fd`` is open read-write; commit() or discard()."""
+
+    def __init__(self, target: str, fd: int, temp: str | None):
+        self.target = target
+        self.fd = fd
+        self.temp = temp  # None: an unnamed O_TMPFILE inode
+
+    @classmethod
+    def create(cls, target: str, mode: int, unnamed: bool) -> "Pending":
+        """``unnamed``: try O_TMPFILE (for a target that does not exist yet). Raises
+        UnnamedUnsupported when the filesystem cannot, so the caller can stop asking."""
+        if unnamed and _PROC_FD:
+            folder = target.rpartition("/")[0] or "."
+            try:
+                return cls(target, os.open(folder, os.O_TMPFILE | os.O_RDWR | os.O_CLOEXEC, mode), None)
+            except OSError as exc:
+                if exc.errno not in _NO_TMPFILE:
+                    raise
+                raise UnnamedUnsupported(exc.errno) from exc
+        path, fd = create_temp(target, mode)
+        return cls(target, fd, path)
+
+    def commit(self) -> None:
+        """Put the complete file in place (the fd stays open; close() it after)."""
+        if self.temp is None:
+            try:
+                os.link(f"/proc/self/fd/{self.fd}", self.target, src_dir_fd=_ROOT_FD, follow_symlinks=True)
+                return
+            except FileExistsError:  # appeared since the plan: replace it, atomically all the same
+                make_beside(self.target, lambda path: os.link(
+                    f"/proc/self/fd/{self.fd}", path, src_dir_fd=_ROOT_FD, follow_symlinks=True))
+                return
+        os.rename(self.temp, self.target)
+        self.temp = None
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    def discard(self) -> None:
+        """Close and forget a file that will not be placed (an unnamed one simply vanishes)."""
+        self.close()
+        if self.temp is not None:
+            remove_quietly(self.temp)
+
+
+class UnnamedUnsupported(Exception):
+    def __init__(self, err: int):
+        self.errno = err
 
 
 def make_beside(target: str, make: Callable[[str], _T]) -> _T:

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 
 from zcp.config import Config
 from zcp.errors import FileError, SourceChanged, SourceVanished, VerifyMismatch, describe
-from zcp.exec.atomic import create_temp, fsync_dir, make_beside, remove_quietly
+from zcp.exec.atomic import Pending, UnnamedUnsupported, fsync_dir, make_beside
 from zcp.exec.events import NullSink, Sink, Stats
 from zcp.exec.filecopy import copy_bytes
 from zcp.exec.verify import SourceDigest, read_back, source_ranges
@@ -38,6 +38,7 @@ class Executor:
         self._links: list[Action] = []
         # Folders whose entries this run adds, replaces or removes: their mtime must be set again.
         self._touched: set[str] = set()
+        self._no_tmpfile: set[int] = set()  # destination devices that refuse O_TMPFILE
         self._delete_budget = None  # --max-delete's count, made at the first deletion
 
     def run(self, actions: Iterable[Action]) -> Stats:
@@ -122,20 +123,18 @@ class Executor:
             os.close(src_fd)
 
     def _write_file(self, action: Action, src: Entry, src_fd: int, before: os.stat_result) -> None:
-        """Temp file, bytes, (verify), metadata, (fsync), rename. With --verify a mismatch is
-        written once more from scratch before the file is given up as failed."""
+        """A pending file, bytes, (verify), metadata, (fsync), into place. With --verify a mismatch
+        is written once more from scratch before the file is given up as failed."""
         mode = self.meta.creation_mode(src, action.existing)
         for attempt in range(2 if self.config.verify else 1):
-            tmp, dst_fd = create_temp(action.dst, mode)
+            pending = self._pending(action, mode)
             try:
-                try:
-                    written = self._fill(action, src, src_fd, dst_fd, mode, before)
-                finally:
-                    os.close(dst_fd)
+                written = self._fill(action, src, src_fd, pending.fd, mode, before)
                 if written is not None:
-                    os.rename(tmp, action.dst)
+                    pending.commit()
+                pending.close()
             except BaseException:
-                remove_quietly(tmp)
+                pending.discard()
                 raise
             if written is not None:
                 method, moved, warnings = written
@@ -144,24 +143,40 @@ class Executor:
                 self.stats.add_bytes(method, moved)
                 self.sink.finished(action, method, moved)
                 return
-            remove_quietly(tmp)
+            pending.discard()
             if attempt == 0:
                 self.sink.warned(f"{action.rel or action.dst}: read-back differs from the source; copying again")
         raise VerifyMismatch(f"{action.dst}: the copy read back from storage differs from the source")
 
+    def _pending(self, action: Action, mode: int) -> Pending:
+        """Unnamed (O_TMPFILE) for a new file where the filesystem allows, else a named temp file."""
+        unnamed = action.existing is None and action.dst_dev not in self._no_tmpfile
+        try:
+            return Pending.create(action.dst, mode, unnamed)
+        except UnnamedUnsupported:
+            self._no_tmpfile.add(action.dst_dev)
+            return Pending.create(action.dst, mode, False)
+
     def _fill(self, action: Action, src: Entry, src_fd: int, dst_fd: int, mode: int, before: os.stat_result):
         """Move the bytes and apply metadata; (method, bytes, warnings), or None when --verify failed."""
         sparse = self.config.preserve.sparse and src.is_sparse
-        verify = self.config.verify
-        if verify:
-            ranges = source_ranges(src_fd, src.size, sparse)
-            src_digest = SourceDigest(src_fd, src.size, ranges)
         progress = self.sink.advanced if src.size >= _PROGRESS_MIN else None
         self.sink.started(action, action.methods[0] if action.methods else None)
-        method, moved = copy_bytes(action.methods, src_fd, dst_fd, src.size, sparse,
-                                   (src.dev, action.dst_dev), self.caps, progress)
-        if verify:
-            expected = src_digest.value()
+        if not self.config.verify:
+            method, moved = copy_bytes(action.methods, src_fd, dst_fd, src.size, sparse,
+                                       (src.dev, action.dst_dev), self.caps, progress)
+        else:
+            ranges = source_ranges(src_fd, src.size, sparse)
+            src_digest = SourceDigest(src_fd, src.size, ranges)
+            try:
+                method, moved = copy_bytes(action.methods, src_fd, dst_fd, src.size, sparse,
+                                           (src.dev, action.dst_dev), self.caps, progress)
+            finally:
+                src_digest.wait()  # never leave it reading an fd the caller is about to close
+            try:
+                expected = src_digest.value()
+            except SourceChanged as exc:
+                raise SourceChanged(f"{src.path}: changed during the copy ({exc})") from None
             if _changed(before, os.fstat(src_fd)):
                 raise SourceChanged(f"{src.path}: changed during the copy")
             if read_back(dst_fd, src.size, ranges) != expected:

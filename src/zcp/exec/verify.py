@@ -74,6 +74,10 @@ class SourceDigest:
         except BaseException as exc:  # handed to the caller of value()
             self._error = exc
 
+    def wait(self) -> None:
+        if self._thread is not None:
+            self._thread.join()
+
     def value(self) -> bytes:
         if self._thread is None:
             return self._compute()
