@@ -57,7 +57,7 @@ _zcp() {
                     return ;;
             esac
             if [[ $cur == -* ]]; then
-                COMPREPLY=($(compgen -W '-a --archive -r --recursive -p --perms -t --times -o --owner -l --links -H --hard-links -X --xattrs -D --devices --sparse --no-sparse --method --reflink -n --dry-run -v --verbose -q --quiet --fsync -j --jobs -c --checksum --size-only -u --update --ignore-existing --delete --max-delete --delete-excluded --exclude --include --exclude-from --include-from -i --itemize-changes --verify --format --version -h --help' -- "$cur"))
+                COMPREPLY=($(compgen -W '-a --archive -r --recursive -p --perms -t --times -o --owner -l --links -H --hard-links -X --xattrs -D --devices --sparse --no-sparse --method --reflink -n --dry-run -v --verbose -q --quiet --fsync -j --jobs -c --checksum --size-only -u --update --ignore-existing --delete --max-delete --delete-excluded --exclude --include --exclude-from --include-from -i --itemize-changes --inplace --verify --format --version -h --help' -- "$cur"))
                 return
             fi
             ((COMP_CWORD == 1)) && COMPREPLY=($(compgen -W 'hash check' -- "$cur"))

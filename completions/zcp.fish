@@ -29,6 +29,7 @@ complete -c zcp -n 'not __fish_seen_subcommand_from hash check' -l include -x -d
 complete -c zcp -n 'not __fish_seen_subcommand_from hash check' -l exclude-from -r -F -d 'Read exclude patterns from FILE.'
 complete -c zcp -n 'not __fish_seen_subcommand_from hash check' -l include-from -r -F -d 'Read include patterns from FILE.'
 complete -c zcp -n 'not __fish_seen_subcommand_from hash check' -s i -l itemize-changes -d 'Print one rsync-style line per change on stdout.'
+complete -c zcp -n 'not __fish_seen_subcommand_from hash check' -l inplace -d 'Update existing files by rewriting only their changed blocks in place (not atomic; for files too big to duplicate).'
 complete -c zcp -n 'not __fish_seen_subcommand_from hash check' -l verify -d 'Read every written file back from storage and compare xxh3-128 with the source.'
 complete -c zcp -n 'not __fish_seen_subcommand_from hash check' -l format -x -a 'auto tar raw' -d 'With - as SRC or DST: tar stream, raw bytes of one file, or auto.'
 complete -c zcp -n 'not __fish_seen_subcommand_from hash check' -l version -d 'Print the version.'

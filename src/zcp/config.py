@@ -82,4 +82,5 @@ class Config:
     filters: Excluder | None = None
     itemize: bool = False
     verify: bool = False  # read every written file back from storage and compare hashes
+    inplace: bool = False  # --inplace: rewrite an existing file's changed blocks in it (no temp, not atomic)
 

@@ -140,16 +140,23 @@ def _feed(fd: int, size: int | None, sink: _Sink, progress: Progress | None) -> 
     st = os.fstat(fd)
     regular = stat.S_ISREG(st.st_mode)
     expected = st.st_size if size is None else size
-    if regular and expected >= MMAP_MIN_SIZE and _take_lease(fd):
+    if regular and expected >= MMAP_MIN_SIZE:
+        # A lease belongs to an open file description: a private one, so that two threads hashing
+        # the same fd (--verify's digest beside a block delta) never release each other's lease.
+        private = os.open(f"/proc/self/fd/{fd}", os.O_RDONLY | os.O_CLOEXEC)
         try:
-            # No writer can exist while we hold the lease, so this size is stable.
-            length = os.fstat(fd).st_size
-            if size is not None and length != size:
-                raise SourceChanged(f"size is {length} bytes, expected {size}")
-            _feed_mapped(fd, length, sink, progress)
+            if _take_lease(private):
+                try:
+                    # No writer can exist while we hold the lease, so this size is stable.
+                    length = os.fstat(private).st_size
+                    if size is not None and length != size:
+                        raise SourceChanged(f"size is {length} bytes, expected {size}")
+                    _feed_mapped(private, length, sink, progress)
+                finally:
+                    fcntl.fcntl(private, fcntl.F_SETLEASE, fcntl.F_UNLCK)
+                return
         finally:
-            fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_UNLCK)
-        return
+            os.close(private)
     positional = regular or stat.S_ISBLK(st.st_mode)
     # Without a size, a regular file still may not read longer than its st_size said, or one that
     # keeps growing would never reach EOF. Shorter is fine: sysfs says 4096 for a few bytes.

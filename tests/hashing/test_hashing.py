@@ -207,7 +207,8 @@ def test_truncation_by_another_process_during_mmap_hashing(tmp_path, small_chunk
             return
         started.append(subprocess.Popen([sys.executable, "-c", truncate, path]))
         deadline = time.monotonic() + 10
-        while fcntl.fcntl(fd, fcntl.F_GETLEASE) == fcntl.F_RDLCK:  # until the break is pending
+        # The lease is held on a private fd of hash_fd's; the kernel shows its break in /proc/locks.
+        while "BREAKING" not in open("/proc/locks").read():  # until the break is pending
             assert time.monotonic() < deadline, "truncate never reached our lease"
             time.sleep(0.005)
         assert started[0].poll() is None, "truncate must wait for our lease"
@@ -336,3 +337,35 @@ def test_read_back_digest_on_tmpfs_still_hashes_the_content(tmpfs_dir):
         assert hashing.read_back_digest(fd, len(data)) == xxhash.xxh3_128_digest(data)
     finally:
         os.close(fd)
+
+
+def test_two_threads_hashing_one_fd_each_hold_their_own_lease(tmp_path):
+    """--verify hashes the source beside a block delta that hashes it too: one fd, two threads."""
+    import threading
+
+    from zcp import hashing
+
+    hashing.prepare_signals()
+    data = os.urandom(3 * hashing.MMAP_MIN_SIZE)
+    path = tmp_path / "f"
+    path.write_bytes(data)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        results, errors = [], []
+
+        def run():
+            try:
+                for _ in range(20):
+                    results.append(hashing.hash_fd(fd, len(data)))
+            except Exception as exc:  # reported below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=run) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        os.close(fd)
+    assert errors == []
+    assert set(results) == {xxhash.xxh3_128(data).digest()}

@@ -100,23 +100,34 @@ def test_a_corrupt_single_file_stream_leaves_the_old_file(tmp_path):
     assert listing(tmp_path) == ["original", "target"]
 
 
-def test_a_zcp_tree_to_a_file_name_is_refused(tmp_path):
+def test_a_zcp_tree_to_a_new_name_becomes_that_folder(tmp_path):
+    """Like `zcp src/ dst` locally: the missing name is created as the folder."""
     src = tmp_path / "src"
     (src / "sub").mkdir(parents=True)
     (src / "sub" / "f").write_bytes(b"x")
+    receive_bytes(stream_of(src), str(tmp_path / "target"))
+    assert (tmp_path / "target" / "sub" / "f").read_bytes() == b"x"
+
+
+def test_a_zcp_tree_to_an_existing_file_is_refused_and_the_file_kept(tmp_path):
+    src = tmp_path / "src"
+    (src / "sub").mkdir(parents=True)
+    (src / "sub" / "f").write_bytes(b"x")
+    (tmp_path / "target").write_bytes(b"keep")
     with pytest.raises(StreamError, match="end DEST with '/'"):
         receive_bytes(stream_of(src), str(tmp_path / "target"))
-    assert listing(tmp_path) == ["src"]
+    assert (tmp_path / "target").read_bytes() == b"keep"
+    assert listing(tmp_path) == ["src", "target"]
 
 
-def test_a_zcp_stream_of_two_files_to_a_file_name_is_refused_and_cleaned(tmp_path):
+def test_a_zcp_stream_of_two_files_to_a_new_name_unpacks_without_temp_files(tmp_path):
     src = tmp_path / "src"
     src.mkdir()
     (src / "a").write_bytes(b"a")
     (src / "b").write_bytes(b"b")
-    with pytest.raises(StreamError, match="several entries"):
-        receive_bytes(stream_of(src), str(tmp_path / "target"))
-    assert listing(tmp_path) == ["src"]
+    receive_bytes(stream_of(src), str(tmp_path / "target"))
+    assert sorted(os.listdir(tmp_path / "target")) == ["a", "b"]
+    assert not [p for p in (tmp_path / "target").iterdir() if p.name.endswith(".zcp")]
 
 
 @pytest.mark.parametrize("existing", [True, False])

@@ -75,6 +75,7 @@ def copy(
     exclude_from: Annotated[list[str] | None, typer.Option("--exclude-from", metavar="FILE", help="Read exclude patterns from FILE.")] = None,
     include_from: Annotated[list[str] | None, typer.Option("--include-from", metavar="FILE", help="Read include patterns from FILE.")] = None,
     itemize: Annotated[bool, typer.Option("-i", "--itemize-changes", help="Print one rsync-style line per change on stdout.")] = False,
+    inplace: Annotated[bool, typer.Option("--inplace", help="Update existing files by rewriting only their changed blocks in place (not atomic; for files too big to duplicate).")] = False,
     verify: Annotated[bool, typer.Option("--verify", help="Read every written file back from storage and compare xxh3-128 with the source.")] = False,
     stream_format: Annotated[StreamFormat, typer.Option("--format", help="With - as SRC or DST: tar stream, raw bytes of one file, or auto.")] = StreamFormat.AUTO,
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")] = False,
@@ -98,7 +99,7 @@ def copy(
         recursive=recursive or archive, preserve=preserve, method=method, reflink=reflink, dry_run=dry_run,
         verbose=verbose, quiet=quiet, fsync=fsync, jobs=jobs or default_jobs(), compare=compare, update=update,
         ignore_existing=ignore_existing, delete=delete or delete_excluded or max_delete is not None,
-        max_delete=max_delete, delete_excluded=delete_excluded, filters=_filters(ctx.obj or []), itemize=itemize, verify=verify,
+        max_delete=max_delete, delete_excluded=delete_excluded, filters=_filters(ctx.obj or []), itemize=itemize, verify=verify, inplace=inplace,
     )
     sources, dest = paths[:-1], paths[-1]
     if "-" in paths:  # a pipe end: stdin as the source or stdout as the destination

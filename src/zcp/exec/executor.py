@@ -6,12 +6,13 @@ import os
 import stat
 from collections.abc import Iterable
 
-from zcp.config import Config
-from zcp.errors import FileError, SourceChanged, SourceVanished, VerifyMismatch, describe
+from zcp.config import Config, Method
+from zcp.errors import FileError, SourceChanged, SourceVanished, Unsupported, VerifyMismatch, describe
 from zcp.exec.atomic import Pending, UnnamedUnsupported, fsync_dir, make_beside
+from zcp.exec.delta import Delta, choose_delta, delta_in_place, delta_into_temp
 from zcp.exec.events import NullSink, Sink, Stats
 from zcp.exec.filecopy import copy_bytes
-from zcp.exec.verify import SourceDigest, read_back, source_ranges
+from zcp.exec.verify import SourceDigest, digest, read_back, source_ranges
 from zcp.exec.metadata import MetadataPolicy, current_umask, xattrs_differ
 from zcp.planner.decide import metadata_differences
 from zcp.model import Action, Entry, Kind, Op
@@ -125,11 +126,16 @@ class Executor:
     def _write_file(self, action: Action, src: Entry, src_fd: int, before: os.stat_result) -> None:
         """A pending file, bytes, (verify), metadata, (fsync), into place. With --verify a mismatch
         is written once more from scratch before the file is given up as failed."""
+        delta = choose_delta(src, action.existing, action.methods, self.config.reflink, self.config.inplace,
+                             self.config.preserve.sparse)
+        if delta is Delta.IN_PLACE:
+            self._update_in_place(action, src, src_fd)
+            return
         mode = self.meta.creation_mode(src, action.existing)
         for attempt in range(2 if self.config.verify else 1):
             pending = self._pending(action, mode)
             try:
-                written = self._fill(action, src, src_fd, pending.fd, mode, before)
+                written = self._fill(action, src, src_fd, pending.fd, mode, before, delta is Delta.IN_TEMP)
                 if written is not None:
                     pending.commit()
                 pending.close()
@@ -157,20 +163,19 @@ class Executor:
             self._no_tmpfile.add(action.dst_dev)
             return Pending.create(action.dst, mode, False)
 
-    def _fill(self, action: Action, src: Entry, src_fd: int, dst_fd: int, mode: int, before: os.stat_result):
+    def _fill(self, action: Action, src: Entry, src_fd: int, dst_fd: int, mode: int, before: os.stat_result,
+              try_delta: bool = False):
         """Move the bytes and apply metadata; (method, bytes, warnings), or None when --verify failed."""
         sparse = self.config.preserve.sparse and src.is_sparse
         progress = self.sink.advanced if src.size >= _PROGRESS_MIN else None
         self.sink.started(action, action.methods[0] if action.methods else None)
         if not self.config.verify:
-            method, moved = copy_bytes(action.methods, src_fd, dst_fd, src.size, sparse,
-                                       (src.dev, action.dst_dev), self.caps, progress)
+            method, moved = self._move_bytes(action, src, src_fd, dst_fd, sparse, progress, try_delta)
         else:
             ranges = source_ranges(src_fd, src.size, sparse)
             src_digest = SourceDigest(src_fd, src.size, ranges)
             try:
-                method, moved = copy_bytes(action.methods, src_fd, dst_fd, src.size, sparse,
-                                           (src.dev, action.dst_dev), self.caps, progress)
+                method, moved = self._move_bytes(action, src, src_fd, dst_fd, sparse, progress, try_delta)
             finally:
                 src_digest.wait()  # never leave it reading an fd the caller is about to close
             try:
@@ -186,6 +191,55 @@ class Executor:
         if self.config.fsync:
             os.fsync(dst_fd)
         return method, moved, warnings
+
+    def _move_bytes(self, action: Action, src: Entry, src_fd: int, dst_fd: int, sparse: bool, progress,
+                    try_delta: bool) -> tuple[Method, int]:
+        patched = self._delta_into(action, src, src_fd, dst_fd, progress) if try_delta else None
+        return patched or copy_bytes(action.methods, src_fd, dst_fd, src.size, sparse,
+                                     (src.dev, action.dst_dev), self.caps, progress)
+
+    def _delta_into(self, action: Action, src: Entry, src_fd: int, tmp_fd: int,
+                    progress) -> tuple[Method, int] | None:
+        """Clone the old destination into the temp and rewrite its changed blocks; None: no clone here."""
+        try:
+            old_fd = os.open(action.dst, _SRC_FLAGS)
+        except FileNotFoundError:
+            return None
+        try:
+            if not stat.S_ISREG(os.fstat(old_fd).st_mode):
+                return None  # replaced since the walk; FICLONE's refusal must not mark the device
+            result = delta_into_temp(src_fd, src.size, old_fd, tmp_fd, methods=action.methods,
+                                     devices=(src.dev, action.dst_dev), caps=self.caps, progress=progress)
+        except Unsupported:
+            return None  # this filesystem cannot clone: the temp is still empty for a whole copy
+        finally:
+            os.close(old_fd)
+        return result.method or Method.REFLINK, result.bytes_written  # nothing differed: all cloned
+
+    def _update_in_place(self, action: Action, src: Entry, src_fd: int) -> None:
+        """--inplace: rewrite the changed blocks of the existing file itself (not atomic), then metadata."""
+        dst_fd = os.open(action.dst, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+        try:
+            if not stat.S_ISREG(os.fstat(dst_fd).st_mode):
+                raise FileError(f"{action.dst}: no longer a regular file")
+            progress = self.sink.advanced if src.size >= _PROGRESS_MIN else None
+            self.sink.started(action, action.methods[0])
+            result = delta_in_place(src_fd, src.size, dst_fd, methods=action.methods,
+                                    devices=(src.dev, action.dst_dev), caps=self.caps, progress=progress)
+            if self.config.verify:
+                if read_back(dst_fd, src.size, None) != digest(src_fd, src.size, None):
+                    raise VerifyMismatch(f"{action.dst}: the file read back from storage differs from the source")
+                self.stats.verified += 1
+            warnings = self.meta.apply_fd(dst_fd, src, action.existing, src_fd)
+            if self.config.fsync:
+                os.fsync(dst_fd)
+        finally:
+            os.close(dst_fd)
+        self._warn_all(warnings)
+        self.stats.files += 1
+        if result.method is not None:
+            self.stats.add_bytes(result.method, result.bytes_written)
+        self.sink.finished(action, result.method, result.bytes_written)
 
     def _attrs(self, action: Action) -> None:
         src = action.src

@@ -141,8 +141,9 @@ def checksum_ok(block: bytes) -> bool:
         return False
     blanked = block[:148] + b" " * 8 + block[156:]
     unsigned = sum(blanked)
-    signed = unsigned - 256 * sum(1 for b in blanked if b >= 0x80)  # old tars summed signed chars
-    return stored in (unsigned, signed)
+    if stored == unsigned:
+        return True
+    return stored == unsigned - 256 * sum(1 for b in blanked if b >= 0x80)  # old tars summed signed chars
 
 
 def is_tar_header(block: bytes) -> bool:

@@ -8,12 +8,13 @@ only once complete, verified and stamped with their metadata. A failure removes 
 from __future__ import annotations
 
 import errno
+import itertools
 import os
 import secrets
 import stat
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Literal
@@ -52,6 +53,7 @@ class _Options:
     keep_perms: bool
     preserve_owner: bool
     progress: Progress | None
+    on_file: Callable[[str], None] | None
 
 
 def receive(
@@ -63,14 +65,17 @@ def receive(
     keep_perms: bool = False,
     preserve_owner: bool = os.geteuid() == 0,
     progress: Progress | None = None,
+    on_file: Callable[[str], None] | None = None,
 ) -> ReceiveStats:
     """Read a stream from ``in_fd`` into ``dest`` following the tar-vs-raw rule.
 
     DEST is a folder when it exists as one or ends with '/' (then it is created): a tar stream is
     unpacked into it. Otherwise DEST names a file: a zcp stream holding one regular file becomes
-    that file; any other stream is written raw as that file, never unpacked.
+    that file, any other zcp stream a new folder DEST; any other stream is written raw as that
+    file, never unpacked. ``progress`` counts body bytes, ``on_file`` sees each file's name as it
+    begins.
     """
-    options = _Options(allow_devices, keep_perms, preserve_owner, progress)
+    options = _Options(allow_devices, keep_perms, preserve_owner, progress, on_file)
     to_folder = dest.endswith("/") or os.path.isdir(dest)
     try:
         if fmt == "raw":
@@ -107,35 +112,55 @@ def _sniff_zcp(in_fd: int, first: bytes) -> tuple[bytes, bool]:
     return peeked, pax.KEY_VERSION in records
 
 
-def _unpack(reader: TarReader, dest: str, options: _Options) -> ReceiveStats:
+def _unpack(reader: TarReader, dest: str, options: _Options, read: Iterable[Member] = ()) -> ReceiveStats:
+    """Unpack into the folder DEST (created if missing); ``read``: members already taken from ``reader``."""
     if not os.path.isdir(dest):
         os.mkdir(dest)
     with ConfinedDir.open(dest) as root:
-        unpacker = _Unpacker(reader, root, options)
-        unpacker.run()
+        unpacker = _Unpacker(reader, root, options, ReceiveStats())
+        unpacker.run(read)
         return unpacker.stats
 
 
 def _receive_single(reader: TarReader, dest: str, options: _Options) -> ReceiveStats:
-    """A zcp stream to a file name: exactly one regular file, verified, becomes DEST."""
+    """A zcp stream to a file name: exactly one regular file, verified, becomes DEST.
+
+    Anything else (a tree, several entries, none) is unpacked into DEST made a new folder, as
+    `zcp SRC/ DEST` would make it; refused when DEST exists.
+    """
     member = reader.next()
-    if member is None or member.kind is not Kind.FILE or member.hardlink:
-        raise StreamError(f"{dest}: the stream holds a tree, not one file; end DEST with '/' to unpack it")
-    stats = ReceiveStats(zcp=True)
     parent, leaf = os.path.split(dest)
     parent_fd = os.open(parent or ".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
+        if member is None or member.kind is not Kind.FILE or member.hardlink:
+            _make_folder(parent_fd, leaf, dest)
+            return _unpack(reader, dest, options, [member] if member else [])
+        stats = ReceiveStats(zcp=True)
         files = _FileReceiver(reader, stats, options)
         with _temporary(parent_fd, leaf) as tmp:
             files.receive(parent_fd, tmp, member)
-            if reader.next() is not None:
-                raise StreamError(f"{dest}: the stream holds several entries; end DEST with '/' to unpack it")
+            following = reader.next()
+            if following is not None:
+                _make_folder(parent_fd, leaf, dest)
+                with ConfinedDir.open(dest) as root:
+                    unpacker = _Unpacker(reader, root, options, stats)
+                    unpacker.adopt(parent_fd, tmp, member)
+                    unpacker.run([following])
+                return stats
             reader.drain()
             os.rename(tmp, leaf, src_dir_fd=parent_fd, dst_dir_fd=parent_fd)
     finally:
         os.close(parent_fd)
     stats.entries = 1
     return stats
+
+
+def _make_folder(parent_fd: int, leaf: str, dest: str) -> None:
+    """DEST as the new folder a tree is unpacked into; it must not exist (a file there stays)."""
+    try:
+        os.mkdir(leaf, 0o777, dir_fd=parent_fd)
+    except FileExistsError:
+        raise StreamError(f"{dest}: the stream holds a tree, not one file; end DEST with '/' to unpack it") from None
 
 
 def _receive_raw(in_fd: int, dest: str, peeked: bytes, options: _Options) -> ReceiveStats:
@@ -173,6 +198,8 @@ class _FileReceiver:
 
     def receive(self, parent_fd: int, tmp: str, member: Member) -> None:
         """The body into ``tmp`` (created, must not exist), verified, with its metadata."""
+        if self.options.on_file is not None:
+            self.options.on_file(member.name)
         fd = os.open(tmp, _NEW_FILE, 0o600, dir_fd=parent_fd)
         try:
             if member.size:
@@ -204,18 +231,19 @@ class _FileReceiver:
 class _Unpacker:
     """Each member of a tar stream created beneath DEST; folder metadata applied at the end."""
 
-    def __init__(self, reader: TarReader, root: ConfinedDir, options: _Options):
+    def __init__(self, reader: TarReader, root: ConfinedDir, options: _Options, stats: ReceiveStats):
         self.reader = reader
         self.root = root
         self.options = options
-        self.stats = ReceiveStats()
+        self.stats = stats
         self.files = _FileReceiver(reader, self.stats, options)
         self.seen: dict[Parts, Kind] = {(): Kind.DIR}  # what each name is in this stream
         self.received: set[Parts] = set()  # non-folders created: the only valid hard link targets
         self.folders: dict[Parts, Member] = {}  # metadata to apply once their content is in
 
-    def run(self) -> None:
-        while (member := self.reader.next()) is not None:
+    def run(self, read: Iterable[Member] = ()) -> None:
+        """Every member: those in ``read`` (already taken from the reader), then the rest."""
+        for member in itertools.chain(read, iter(self.reader.next, None)):
             self.stats.entries += 1
             self._entry(member)
         self.stats.zcp = self.reader.is_zcp
@@ -240,6 +268,17 @@ class _Unpacker:
             else:
                 self._special(parts, member)
             self.received.add(parts)
+
+    def adopt(self, parent_fd: int, tmp: str, member: Member) -> None:
+        """A file received (complete, verified) before DEST became a folder: moved to its place."""
+        parts = split_name(member.name)
+        if not parts:
+            raise StreamError("refusing an entry that names the destination folder itself")
+        self.stats.entries += 1
+        self._claim(parts, Kind.FILE)
+        folder = self.root.folder(parts[:-1], create=True)
+        os.rename(tmp, parts[-1], src_dir_fd=parent_fd, dst_dir_fd=folder)
+        self.received.add(parts)
 
     def _claim(self, parts: Parts, kind: Kind) -> None:
         """Record what ``parts`` is; one name cannot be two types in one stream."""

@@ -1,0 +1,144 @@
+"""A destination that disagrees with the source on kinds, symlinks planted in the destination, sources
+that vanish or cannot be read during a sync."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from sync_support import Link, build, call_zcp, contents, scandir_refusing, snapshot
+
+from zcp.config import Config, Preserve
+from zcp.errors import ExitCode
+from zcp.exec.events import RecordingSink
+from zcp.exec.parallel import BATCH
+from zcp.model import Action, Op
+from zcp.replicate import replicate
+
+SOURCE = {"file.txt": b"file", "folder/inner.txt": b"inner", "other.txt": b"other"}
+
+
+def test_a_file_where_the_source_has_a_folder_is_replaced(tmp_path, capsys):
+    src = build(tmp_path / "src", SOURCE)
+    dst = build(tmp_path / "dst", {"folder": b"a file in the way", "other.txt": b"old"})
+    result = call_zcp(capsys, "-a", f"{src}/", dst)
+    assert (result.code, result.err) == (0, "")
+    assert contents(dst) == contents(src)
+
+
+def test_a_symlink_where_the_source_has_a_folder_is_replaced_not_followed(tmp_path, capsys):
+    outside = build(tmp_path / "outside", {"inner.txt": b"outside", "deeper/x": b"x"})
+    before = snapshot(outside)
+    src = build(tmp_path / "src", {**SOURCE, "folder/deeper/x": b"from the source"})
+    dst = build(tmp_path / "dst", {"folder": Link(str(outside))})
+    result = call_zcp(capsys, "-a", f"{src}/", dst)
+    assert (result.code, result.err) == (0, "")
+    assert snapshot(outside) == before
+    assert (outside / "inner.txt").read_bytes() == b"outside"
+    assert contents(dst) == contents(src)
+
+
+@pytest.mark.parametrize("quick", [[], ["-c"], ["--size-only"], ["-u"]], ids=["quick", "checksum", "size-only", "update"])
+def test_a_symlink_where_the_source_has_a_file_is_replaced_not_written_through(tmp_path, capsys, quick):
+    outside = build(tmp_path / "outside", {"target.txt": b"four"})  # same size as the source file
+    src = build(tmp_path / "src", SOURCE)
+    (src / "file.txt").write_bytes(b"FILE")
+    dst = build(tmp_path / "dst", {"file.txt": Link(str(outside / "target.txt"))})
+    for newer in (outside / "target.txt", dst / "file.txt"):  # the link and its target, for -u
+        os.utime(newer, ns=(10**18, 10**18), follow_symlinks=False)
+    result = call_zcp(capsys, "-a", *quick, f"{src}/", dst)
+    assert result.code == 0
+    assert (outside / "target.txt").read_bytes() == b"four"
+    # a different kind is always replaced, whatever the times (rsync's -u documents it)
+    assert not (dst / "file.txt").is_symlink()
+    assert (dst / "file.txt").read_bytes() == b"FILE"
+
+
+def test_a_non_empty_folder_where_the_source_has_a_file_is_kept_and_reported(tmp_path, capsys):
+    src = build(tmp_path / "src", SOURCE)
+    dst = build(tmp_path / "dst", {"file.txt/precious": b"precious"})
+    result = call_zcp(capsys, "-a", f"{src}/", dst)
+    assert result.code == ExitCode.PARTIAL  # as rsync: "cannot delete non-empty directory"
+    assert "file.txt" in result.err
+    assert (dst / "file.txt" / "precious").read_bytes() == b"precious"
+    assert (dst / "other.txt").read_bytes() == b"other"  # the rest is copied
+    assert (dst / "folder" / "inner.txt").read_bytes() == b"inner"
+
+
+def test_an_empty_folder_where_the_source_has_a_file_is_replaced(tmp_path, capsys):
+    src = build(tmp_path / "src", SOURCE)
+    dst = build(tmp_path / "dst", {"file.txt": None})
+    result = call_zcp(capsys, "-a", f"{src}/", dst)
+    assert (result.code, result.err) == (0, "")  # rsync -a replaces an empty folder
+    assert contents(dst) == contents(src)
+
+
+@pytest.mark.parametrize("in_the_way", [{"file.txt/precious": b"p"}, {"other.txt/a/b": b"b", "folder/x/y": b"y"}])
+def test_delete_replaces_a_non_empty_folder_where_the_source_has_a_file(tmp_path, capsys, in_the_way):
+    src = build(tmp_path / "src", SOURCE)
+    dst = build(tmp_path / "dst", in_the_way)
+    result = call_zcp(capsys, "-a", "--delete", f"{src}/", dst)
+    assert (result.code, result.err) == (0, "")  # rsync --delete makes the destination a mirror
+    assert contents(dst) == contents(src)
+
+
+def test_a_folder_where_the_source_has_a_symlink_is_kept_and_reported(tmp_path, capsys):
+    src = build(tmp_path / "src", {**SOURCE, "link": Link("file.txt")})
+    dst = build(tmp_path / "dst", {"link/precious": b"precious"})
+    result = call_zcp(capsys, "-a", f"{src}/", dst)
+    assert result.code == ExitCode.PARTIAL
+    assert (dst / "link" / "precious").read_bytes() == b"precious"
+    assert (dst / "file.txt").read_bytes() == b"file"
+
+
+def _removing_on_plan(victim: Path):
+    """A sink that deletes ``victim`` from the source when its copy joins the plan, before it runs."""
+
+    class Remover(RecordingSink):
+        def planned(self, action: Action) -> None:
+            if action.src is not None and action.src.path == str(victim):
+                victim.unlink()
+
+    return Remover()
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_a_source_file_vanishing_during_the_run_exits_24(tmp_path, jobs):
+    spec = {f"d/f{n:03d}": b"data" for n in range(2 * BATCH)}
+    src = build(tmp_path / "src", spec)
+    victim = src / "d" / f"f{BATCH + 3:03d}"
+    sink = _removing_on_plan(victim)
+    stats = replicate([f"{src}/"], str(tmp_path / "dst"), Config(recursive=True, preserve=Preserve.archive(),
+                                                                  jobs=jobs), sink)
+    assert stats.exit_code() == ExitCode.VANISHED
+    assert (stats.vanished, stats.failed) == (1, 0)
+    assert contents(tmp_path / "dst") == contents(src)  # everything else arrived
+    assert [e for e in sink.events if e[0] == "failed"] == [("failed", str(victim), f"d/{victim.name}: vanished "
+                                                             "before it was read")]
+
+
+def test_a_vanished_file_with_delete_still_exits_24(tmp_path):
+    src = build(tmp_path / "src", SOURCE)
+    dst = build(tmp_path / "dst", {"stale.txt": b"stale"})
+    victim = src / "other.txt"
+    stats = replicate([f"{src}/"], str(dst), Config(recursive=True, preserve=Preserve.archive(), jobs=1,
+                                                    delete=True), _removing_on_plan(victim))
+    assert stats.exit_code() == ExitCode.VANISHED
+    assert not (dst / "stale.txt").exists()
+
+
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_a_permission_denied_folder_fails_alone_and_turns_delete_off(tmp_path, capsys, monkeypatch, jobs):
+    spec = {f"bulk/f{n:03d}": b"bulk" for n in range(2 * BATCH)}
+    src = build(tmp_path / "src", {**SOURCE, **spec, "secret/deep/s.txt": b"s"})
+    dst = build(tmp_path / "dst", {"stale.txt": b"stale", "secret/deep/old.txt": b"old"})
+    scandir_refusing(monkeypatch, src / "secret" / "deep")
+    result = call_zcp(capsys, "-a", "-j", jobs, "--delete", f"{src}/", dst)
+    monkeypatch.undo()
+    assert result.code == ExitCode.PARTIAL
+    assert str(src / "secret" / "deep") in result.err and "not deleting" in result.err
+    copied = contents(dst)
+    assert copied["stale.txt"] == b"stale" and copied["secret/deep/old.txt"] == b"old"
+    assert all(copied[rel] == what for rel, what in contents(src).items() if not rel.startswith("secret/deep/"))

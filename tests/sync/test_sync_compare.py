@@ -1,0 +1,155 @@
+"""Quick check and its variants: what a second run rewrites, what it leaves alone, what it only touches up."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+from sync_support import OLD_S, Link, build, call_zcp, contents, inodes, snapshot, temp_files
+
+SPEC = {
+    "same.txt": b"unchanged",
+    "edit.txt": b"version 1",
+    "sub/deep.bin": bytes(range(256)) * 4,
+    "sub/more/leaf": b"leaf",
+    "empty/": None,
+    "link": Link("same.txt"),
+}
+
+
+def _synced(tmp_path: Path, capsys) -> tuple[Path, Path]:
+    """A source tree with old mtimes and its first copy."""
+    src = build(tmp_path / "src", SPEC)
+    for rel, what in SPEC.items():
+        if isinstance(what, bytes):
+            os.utime(src / rel, ns=(OLD_S * 10**9, OLD_S * 10**9))
+    dst = tmp_path / "dst"
+    assert call_zcp(capsys, "-a", f"{src}/", dst).code == 0
+    return src, dst
+
+
+def _rewrite_same_size(path: Path, data: bytes, keep_mtime: bool) -> None:
+    before = os.stat(path)
+    assert len(data) == before.st_size
+    path.write_bytes(data)
+    if keep_mtime:
+        os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+
+
+def test_second_run_writes_nothing(tmp_path, capsys):
+    src, dst = _synced(tmp_path, capsys)
+    before = snapshot(dst)  # ctime and inode included: any write, chmod or rename would show
+    result = call_zcp(capsys, "-a", "-i", f"{src}/", dst)
+    assert (result.code, result.out, result.err) == (0, "", "")
+    assert snapshot(dst) == before
+
+
+def test_second_run_with_workers_writes_nothing(tmp_path, capsys):
+    spec = {f"d{d}/f{f:03d}": f"{d}-{f}".encode() for d in range(3) for f in range(70)}
+    src = build(tmp_path / "src", spec)
+    dst = tmp_path / "dst"
+    assert call_zcp(capsys, "-a", "-j", "2", f"{src}/", dst).code == 0
+    before = snapshot(dst)
+    result = call_zcp(capsys, "-a", "-j", "2", "-i", f"{src}/", dst)
+    assert (result.code, result.out, result.err) == (0, "", "")
+    assert snapshot(dst) == before
+
+
+def test_same_size_new_mtime_is_updated(tmp_path, capsys):
+    src, dst = _synced(tmp_path, capsys)
+    before = inodes(dst)
+    _rewrite_same_size(src / "edit.txt", b"version 2", keep_mtime=False)
+    assert call_zcp(capsys, "-a", f"{src}/", dst).code == 0
+    assert (dst / "edit.txt").read_bytes() == b"version 2"
+    assert os.stat(dst / "edit.txt").st_mtime_ns == os.stat(src / "edit.txt").st_mtime_ns
+    after = inodes(dst)
+    assert {rel for rel in before if after[rel] != before[rel]} == {"edit.txt"}
+    assert temp_files(dst) == []
+
+
+def test_same_size_same_mtime_is_up_to_date_unless_checksum(tmp_path, capsys):
+    src, dst = _synced(tmp_path, capsys)
+    _rewrite_same_size(src / "edit.txt", b"version 2", keep_mtime=True)
+    before = snapshot(dst)
+    assert call_zcp(capsys, "-a", f"{src}/", dst).code == 0
+    assert (dst / "edit.txt").read_bytes() == b"version 1"  # the quick check cannot see it
+    assert snapshot(dst) == before
+    result = call_zcp(capsys, "-a", "-c", "-i", f"{src}/", dst)
+    assert result.code == 0
+    assert (dst / "edit.txt").read_bytes() == b"version 2"
+    assert result.out.splitlines() == [">fc........ edit.txt"]
+
+
+def test_checksum_fixes_only_the_time_of_identical_content(tmp_path, capsys):
+    src, dst = _synced(tmp_path, capsys)
+    os.utime(src / "same.txt", ns=(OLD_S * 10**9, (OLD_S + 60) * 10**9))
+    before = inodes(dst)
+    result = call_zcp(capsys, "-a", "-c", "-i", f"{src}/", dst)
+    assert result.code == 0
+    assert result.out.splitlines() == [".f..t...... same.txt"]
+    assert inodes(dst) == before  # not rewritten
+    assert os.stat(dst / "same.txt").st_mtime_ns == (OLD_S + 60) * 10**9
+
+
+def test_size_only_ignores_mtime_differences(tmp_path, capsys):
+    src, dst = _synced(tmp_path, capsys)
+    _rewrite_same_size(src / "edit.txt", b"version 2", keep_mtime=False)
+    before = inodes(dst)
+    assert call_zcp(capsys, "-a", "--size-only", f"{src}/", dst).code == 0
+    assert (dst / "edit.txt").read_bytes() == b"version 1"
+    assert inodes(dst) == before
+    # like rsync --size-only -a: the content is judged up to date, the time is still carried over
+    assert os.stat(dst / "edit.txt").st_mtime_ns == os.stat(src / "edit.txt").st_mtime_ns
+
+
+def test_size_only_still_copies_a_size_change(tmp_path, capsys):
+    src, dst = _synced(tmp_path, capsys)
+    (src / "edit.txt").write_bytes(b"version 10")
+    assert call_zcp(capsys, "-a", "--size-only", f"{src}/", dst).code == 0
+    assert (dst / "edit.txt").read_bytes() == b"version 10"
+
+
+def test_update_keeps_a_newer_destination_file(tmp_path, capsys):
+    src, dst = _synced(tmp_path, capsys)
+    (dst / "edit.txt").write_bytes(b"edited in the destination")  # mtime now: newer than the source
+    (src / "sub" / "deep.bin").write_bytes(b"newer in the source")  # older destination: updated
+    result = call_zcp(capsys, "-a", "-u", f"{src}/", dst)
+    assert result.code == 0
+    assert (dst / "edit.txt").read_bytes() == b"edited in the destination"
+    assert (dst / "sub" / "deep.bin").read_bytes() == b"newer in the source"
+
+
+def test_ignore_existing_never_touches_existing_files(tmp_path, capsys):
+    src, dst = _synced(tmp_path, capsys)
+    (src / "edit.txt").write_bytes(b"a different size and time")
+    os.chmod(src / "same.txt", 0o600)
+    (src / "sub" / "added").write_bytes(b"new")
+    before = snapshot(dst)
+    result = call_zcp(capsys, "-a", "--ignore-existing", f"{src}/", dst)
+    assert result.code == 0
+    after = snapshot(dst)
+    for rel in ("edit.txt", "same.txt", "sub/deep.bin", "sub/more/leaf", "link"):
+        assert after[rel] == before[rel], rel
+    assert (dst / "sub" / "added").read_bytes() == b"new"
+
+
+def test_chmod_alone_is_a_metadata_update_in_place(tmp_path, capsys):
+    src, dst = _synced(tmp_path, capsys)
+    os.chmod(src / "sub" / "deep.bin", 0o600)
+    before = inodes(dst)
+    result = call_zcp(capsys, "-a", "-i", f"{src}/", dst)
+    assert result.code == 0
+    assert result.out.splitlines() == [".f...p..... sub/deep.bin"]
+    assert inodes(dst) == before
+    assert stat.S_IMODE(os.stat(dst / "sub" / "deep.bin").st_mode) == 0o600
+    assert contents(dst) == contents(src)
+
+
+def test_a_symlink_with_a_new_time_gets_it(tmp_path, capsys):
+    src, dst = _synced(tmp_path, capsys)
+    os.utime(src / "link", ns=(OLD_S * 10**9, OLD_S * 10**9), follow_symlinks=False)
+    result = call_zcp(capsys, "-a", "-i", f"{src}/", dst)
+    assert result.code == 0
+    assert os.lstat(dst / "link").st_mtime_ns == OLD_S * 10**9  # as rsync -a does (".L..t...... link")
+    assert result.out.splitlines() == [".L..t...... link"]

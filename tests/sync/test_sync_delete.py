@@ -1,0 +1,158 @@
+"""--delete: what goes, what never goes (through symlinks, excluded entries, after a read error), --max-delete."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from sync_support import Link, build, call_zcp, contents, scandir_refusing, snapshot
+
+from zcp.config import Config, Preserve
+from zcp.errors import ExitCode
+from zcp.exec.events import RecordingSink
+from zcp.model import Op
+from zcp.replicate import replicate
+
+SOURCE = {"keep.txt": b"keep", "sub/inner.txt": b"inner", "sub/link": Link("inner.txt")}
+EXTRAS = {
+    "gone.txt": b"gone",
+    "sub/gone-too.txt": b"gone",
+    "tree/a/b/c.txt": b"deep",
+    "tree/top.txt": b"top",
+    "stale-link": Link("keep.txt"),
+    "sub/dangling": Link("nowhere"),
+}
+
+
+def _trees(tmp_path: Path, extras=EXTRAS) -> tuple[Path, Path]:
+    src = build(tmp_path / "src", SOURCE)
+    dst = build(tmp_path / "dst", {**SOURCE, **extras})
+    return src, dst
+
+
+def test_delete_removes_files_trees_and_symlinks(tmp_path, capsys):
+    src, dst = _trees(tmp_path)
+    result = call_zcp(capsys, "-a", "--delete", f"{src}/", dst)
+    assert (result.code, result.err) == (0, "")
+    assert contents(dst) == contents(src)
+
+
+def test_delete_with_dry_run_deletes_nothing(tmp_path, capsys):
+    src, dst = _trees(tmp_path)
+    before = snapshot(dst)
+    result = call_zcp(capsys, "-a", "-n", "--delete", f"{src}/", dst)
+    assert result.code == 0
+    assert snapshot(dst) == before
+    # "delete   <methods>   <name>  (<reason>)"
+    planned = {line.split(None, 2)[2].rpartition("  (")[0] for line in result.out.splitlines()
+               if line.startswith("delete")}
+    assert planned == {"gone.txt", "sub/gone-too.txt", "tree", "stale-link", "sub/dangling"}
+
+
+def test_a_symlink_to_an_outside_folder_is_removed_as_a_link(tmp_path, capsys):
+    outside = build(tmp_path / "outside", {"precious.txt": b"precious", "nested/more.txt": b"more"})
+    outside_file = build(tmp_path / "lone", {"file.txt": b"lone"}) / "file.txt"
+    src, dst = _trees(tmp_path, {"escape": Link(str(outside)), "sub/escape-file": Link(str(outside_file)),
+                                 "sub/escape-rel": Link("../../outside")})
+    before = snapshot(outside)
+    result = call_zcp(capsys, "-a", "--delete", f"{src}/", dst)
+    assert (result.code, result.err) == (0, "")
+    assert contents(dst) == contents(src)
+    assert snapshot(outside) == before
+    assert outside_file.read_bytes() == b"lone"
+
+
+@pytest.mark.parametrize("limit", [0, 1, 3])
+def test_max_delete_stops_after_n_entries_and_exits_25(tmp_path, capsys, limit):
+    extras = {f"gone{n}": b"x" for n in range(5)}
+    src, dst = _trees(tmp_path, extras)
+    result = call_zcp(capsys, "-a", "--max-delete", str(limit), f"{src}/", dst)
+    assert result.code == ExitCode.MAX_DELETE
+    assert "--max-delete" in result.err
+    left = set(contents(dst)) - set(contents(src))
+    assert len(left) == 5 - limit and left <= set(extras)
+
+
+def test_max_delete_counts_the_entries_of_a_tree(tmp_path, capsys):
+    src, dst = _trees(tmp_path, {"tree/a/b/c.txt": b"deep", "tree/top.txt": b"top"})  # 5 entries
+    assert call_zcp(capsys, "-a", "--max-delete", "4", f"{src}/", dst).code == ExitCode.MAX_DELETE
+    assert call_zcp(capsys, "-a", "--max-delete", "5", f"{src}/", dst).code == ExitCode.OK
+    assert contents(dst) == contents(src)
+
+
+def test_deleted_count_matches_what_was_deleted_when_the_limit_cuts_a_tree(tmp_path):
+    src, dst = _trees(tmp_path, {"tree/a/b/c.txt": b"deep", "tree/top.txt": b"top"})
+    before = set(contents(dst))
+    config = Config(recursive=True, preserve=Preserve.archive(), jobs=1, delete=True, max_delete=2)
+    stats = replicate([f"{src}/"], str(dst), config, RecordingSink())
+    removed = before - set(contents(dst))
+    assert stats.delete_limited and len(removed) == 2
+    assert stats.deleted == len(removed)
+
+
+def test_an_unreadable_source_folder_turns_deletion_off(tmp_path, capsys, monkeypatch):
+    src, dst = _trees(tmp_path)
+    build(src, {"locked/secret.txt": b"s", "later/new.txt": b"new"})
+    build(dst, {"locked/old.txt": b"old"})  # would look extra if the locked folder read as empty
+    before = set(contents(dst))
+    scandir_refusing(monkeypatch, src / "locked")
+    result = call_zcp(capsys, "-a", "-j", "1", "--delete", f"{src}/", dst)
+    monkeypatch.undo()
+    assert result.code == ExitCode.PARTIAL
+    assert "Permission denied" in result.err and "not deleting" in result.err
+    assert before <= set(contents(dst))  # nothing deleted
+    assert (dst / "later" / "new.txt").read_bytes() == b"new"  # the rest copied
+    assert (dst / "keep.txt").read_bytes() == b"keep"
+
+
+def test_an_unreadable_destination_folder_turns_deletion_off(tmp_path, capsys, monkeypatch):
+    src, dst = _trees(tmp_path)
+    before = set(contents(dst))
+    scandir_refusing(monkeypatch, dst / "sub")
+    result = call_zcp(capsys, "-a", "-j", "1", "--delete", f"{src}/", dst)
+    monkeypatch.undo()
+    assert result.code == ExitCode.PARTIAL
+    assert "Permission denied" in result.err and "not deleting" in result.err
+    assert before <= set(contents(dst))
+
+
+def test_excluded_entries_are_protected_unless_delete_excluded(tmp_path, capsys):
+    src, dst = _trees(tmp_path, {"cache.o": b"obj", "sub/x.o": b"obj", "build/out/a": b"a", "gone.txt": b"g"})
+    build(src, {"main.o": b"src obj", "build/kept-in-source": b"b"})
+    rules = ["--exclude", "*.o", "--exclude", "build/"]
+    assert call_zcp(capsys, "-a", "--delete", *rules, f"{src}/", dst).code == 0
+    left = contents(dst)
+    assert {"cache.o", "sub/x.o", "build/out/a"} <= set(left) and "gone.txt" not in left
+    assert "main.o" not in left and "build/kept-in-source" not in left  # excluded: not copied either
+    assert call_zcp(capsys, "-a", "--delete-excluded", *rules, f"{src}/", dst).code == 0
+    assert contents(dst) == {rel: what for rel, what in contents(src).items()
+                             if not rel.endswith(".o") and not rel.startswith("build")}
+
+
+def test_itemized_deletions_are_the_ones_made(tmp_path, capsys):
+    src, dst = _trees(tmp_path, {f"gone{n}": b"x" for n in range(4)})
+    before = set(contents(dst))
+    result = call_zcp(capsys, "-a", "-i", "--max-delete", "1", f"{src}/", dst)
+    assert result.code == ExitCode.MAX_DELETE
+    removed = before - set(contents(dst))
+    itemized = {line.removeprefix("*deleting").strip() for line in result.out.splitlines()
+                if line.startswith("*deleting")}
+    assert itemized == removed
+
+
+def test_deletions_come_after_the_transfers(tmp_path):
+    src, dst = _trees(tmp_path)
+    sink = RecordingSink()
+    replicate([f"{src}/"], str(dst), Config(recursive=True, preserve=Preserve.archive(), jobs=1, delete=True), sink)
+    ops = [event[2] for event in sink.events if event[0] == "finished"]
+    first_delete = ops.index(Op.DELETE)
+    assert Op.DELETE not in ops[:first_delete] and set(ops[first_delete:]) == {Op.DELETE}
+
+
+def test_delete_leaves_the_destination_folders_times_as_the_source_has_them(tmp_path, capsys):
+    src, dst = _trees(tmp_path)
+    os.utime(src / "sub", ns=(10**18, 10**18))
+    assert call_zcp(capsys, "-a", "--delete", f"{src}/", dst).code == 0
+    assert os.stat(dst / "sub").st_mtime_ns == 10**18  # set again after its entries were deleted
