@@ -8,6 +8,8 @@ base-256 numbers. See docs/stream-format.md.
 
 from __future__ import annotations
 
+import struct
+
 from dataclasses import dataclass
 
 from zcp.errors import StreamError
@@ -151,34 +153,36 @@ def is_tar_header(block: bytes) -> bool:
     return len(block) == BLOCK and block[257:265] in (POSIX_MAGIC, GNU_MAGIC) and checksum_ok(block)
 
 
+# The ustar fields in block order, unpacked in one call (a receiver parses two headers per file).
+_USTAR = struct.Struct("100s8s8s8s12s12s8s1s100s8s32s32s8s8s155s12x")
+
+
+def _text(field: bytes) -> bytes:
+    return field.split(b"\x00", 1)[0]
+
+
 def decode_header(block: bytes) -> Header:
     if not is_tar_header(block):
         raise StreamError("bad tar header (wrong magic or checksum)")
-
-    def field(spec: tuple[int, int]) -> bytes:
-        start, width = spec
-        return block[start : start + width]
-
-    def text(spec: tuple[int, int]) -> bytes:
-        return field(spec).split(b"\x00", 1)[0]
-
-    name = text(_NAME)
+    (name, mode, uid, gid, size, mtime, _checksum, typeflag, linkname, magic, uname, gname,
+     devmajor, devminor, prefix) = _USTAR.unpack(block)
+    name = _text(name)
     # GNU headers keep atime/ctime where POSIX has the prefix.
-    if field(_MAGIC) == POSIX_MAGIC and text(_PREFIX):
-        name = text(_PREFIX) + b"/" + name
+    if magic == POSIX_MAGIC and _text(prefix):
+        name = _text(prefix) + b"/" + name
     return Header(
         name=name,
-        mode=decode_number(field(_MODE)),
-        uid=decode_number(field(_UID)),
-        gid=decode_number(field(_GID)),
-        size=decode_number(field(_SIZE)),
-        mtime=decode_number(field(_MTIME)),
-        typeflag=field(_TYPE),
-        linkname=text(_LINKNAME),
-        uname=text(_UNAME),
-        gname=text(_GNAME),
-        devmajor=decode_number(field(_DEVMAJOR)),
-        devminor=decode_number(field(_DEVMINOR)),
+        mode=decode_number(mode),
+        uid=decode_number(uid),
+        gid=decode_number(gid),
+        size=decode_number(size),
+        mtime=decode_number(mtime),
+        typeflag=typeflag,
+        linkname=_text(linkname),
+        uname=_text(uname),
+        gname=_text(gname),
+        devmajor=decode_number(devmajor),
+        devminor=decode_number(devminor),
     )
 
 
