@@ -122,3 +122,16 @@ def tmpfs_dir(mounts):
     point = mounts.tmpfs("256m")
     yield point
     mounts.unmount(point)
+
+
+@pytest.fixture
+def sigio_ignored():
+    """As the CLI does at start-up: hashing may then take read leases and map big files."""
+    import signal
+
+    from zcp import hashing
+
+    previous = signal.getsignal(signal.SIGIO)
+    hashing.prepare_signals()
+    yield
+    signal.signal(signal.SIGIO, previous)

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import errno
 import os
-import signal
 import time
 from contextlib import ExitStack
 from dataclasses import replace
 
 import pytest
 
-from zcp import hashing
 from zcp.config import Method, Reflink
 from zcp.errors import MethodUnavailable, SourceChanged, Unsupported
 from zcp.exec import delta
@@ -33,13 +31,7 @@ BLOCK = 4096  # small blocks keep these files small
 IN_KERNEL = (Method.COPY_FILE_RANGE, Method.SENDFILE, Method.RW)
 
 
-@pytest.fixture(autouse=True)
-def sigio_ignored():
-    """As in the CLI: hashing may then take read leases and map files."""
-    previous = signal.getsignal(signal.SIGIO)
-    hashing.prepare_signals()
-    yield
-    signal.signal(signal.SIGIO, previous)
+pytestmark = pytest.mark.usefixtures("sigio_ignored")  # as in the CLI: leases and mmap allowed
 
 
 @pytest.fixture

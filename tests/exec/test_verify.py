@@ -7,7 +7,6 @@ from __future__ import annotations
 import errno
 import os
 import random
-import signal
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -89,13 +88,7 @@ def _tamper_sparse(monkeypatch, tamper: Callable[[int], None], times: int | None
     return tamperer
 
 
-@pytest.fixture(autouse=True)
-def sigio_ignored():
-    """As in the CLI, which ignores SIGIO at start-up: hashing may then take read leases and map files."""
-    previous = signal.getsignal(signal.SIGIO)
-    hashing.prepare_signals()
-    yield
-    signal.signal(signal.SIGIO, previous)
+pytestmark = pytest.mark.usefixtures("sigio_ignored")  # as in the CLI: leases and mmap allowed
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import re
-import signal
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,13 +24,7 @@ MIB = 1 << 20
 IN_KERNEL = (Method.COPY_FILE_RANGE, Method.SENDFILE, Method.RW)
 
 
-@pytest.fixture(autouse=True)
-def sigio_ignored():
-    """As in the CLI: hashing may then take read leases and map files."""
-    previous = signal.getsignal(signal.SIGIO)
-    hashing.prepare_signals()
-    yield
-    signal.signal(signal.SIGIO, previous)
+pytestmark = pytest.mark.usefixtures("sigio_ignored")  # as in the CLI: leases and mmap allowed
 
 
 def write_pair(src: Path, old: Path, size: int, change_at: int, change_len: int = MIB) -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import random
 import re
-import signal
 import stat
 import subprocess
 import sys
@@ -16,7 +15,6 @@ from pathlib import Path
 import pytest
 
 from conftest import need, need_tool
-from zcp import hashing
 from zcp.config import Config, Method, Preserve
 from zcp.exec.events import RecordingSink
 from zcp.replicate import replicate
@@ -39,13 +37,7 @@ def _cases() -> list:
     return [pytest.param(m, s, d, id=f"{m}-{s[:-4]}-{d[:-4]}") for m, s, d in cases]
 
 
-@pytest.fixture(autouse=True)
-def sigio_ignored():
-    """As in the CLI, which ignores SIGIO at start-up: hashing may then take read leases and map files."""
-    previous = signal.getsignal(signal.SIGIO)
-    hashing.prepare_signals()
-    yield
-    signal.signal(signal.SIGIO, previous)
+pytestmark = pytest.mark.usefixtures("sigio_ignored")  # as in the CLI: leases and mmap allowed
 
 
 @pytest.mark.parametrize("method, src_fs, dst_fs", _cases())

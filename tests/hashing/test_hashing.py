@@ -21,12 +21,7 @@ CHUNK = 64 << 10
 SIZES = [0, 1, 4095, CHUNK - 1, CHUNK, CHUNK + 1, 3 * CHUNK + 7]
 
 
-@pytest.fixture(autouse=True)
-def sigio_ignored():
-    previous = signal.getsignal(signal.SIGIO)
-    hashing.prepare_signals()
-    yield
-    signal.signal(signal.SIGIO, previous)
+pytestmark = pytest.mark.usefixtures("sigio_ignored")  # as in the CLI: leases and mmap allowed
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from collections.abc import Iterable
@@ -111,7 +112,7 @@ class Executor:
         src = action.src
         assert src is not None
         if action.existing is not None and action.existing.kind is Kind.DIR:
-            raise FileError(f"{action.dst}: is a folder, not replaced by a file")
+            self._remove_folder_in_the_way(action)
         src_fd = os.open(src.path, _SRC_FLAGS)
         try:
             st = os.fstat(src_fd)
@@ -253,19 +254,36 @@ class Executor:
         self.sink.finished(action, None, 0)
 
     def _delete(self, action: Action) -> None:
-        from zcp.exec.delete import Budget, DeleteLimit, delete_beneath  # only --delete pays for it
+        from zcp.exec.delete import DeleteLimit  # only --delete pays for it
 
-        if self._delete_budget is None:
-            self._delete_budget = Budget(self.config.max_delete)
-        root = action.dst[: len(action.dst) - len(action.rel) - 1]
         try:
-            self.stats.deleted += delete_beneath(root, action.rel, self._delete_budget)
+            self._delete_tree(action)
         except DeleteLimit as exc:
             if not self.stats.delete_limited:
                 self.sink.warned(str(exc))
             self.stats.delete_limited = True
             return
         self.sink.finished(action, None, 0)
+
+    def _delete_tree(self, action: Action) -> None:
+        from zcp.exec.delete import Budget, delete_beneath
+
+        if self._delete_budget is None:
+            self._delete_budget = Budget(self.config.max_delete)
+        root = action.dst[: len(action.dst) - len(action.rel) - 1]  # the transfer's root
+        self.stats.deleted += delete_beneath(root, action.rel, self._delete_budget)
+
+    def _remove_folder_in_the_way(self, action: Action) -> None:
+        """A folder stands where the source has a file: like rsync, an empty one goes, a full one
+        only with --delete."""
+        try:
+            os.rmdir(action.dst)
+            return
+        except OSError as exc:
+            if exc.errno != errno.ENOTEMPTY or not self.config.delete or not action.rel:
+                raise FileError(f"{action.dst}: a folder that is not empty is in the way of a "
+                                f"{action.src.kind} (--delete replaces it)") from None
+        self._delete_tree(action)
 
     def _mkdir(self, action: Action) -> None:
         existing = action.existing
@@ -305,7 +323,8 @@ class Executor:
         """Create a non-file entry: directly when the name is free, else beside it and renamed over."""
         existing = action.existing
         if existing is not None and existing.kind is Kind.DIR:
-            raise FileError(f"{action.dst}: is a folder, not replaced by a {action.src.kind}")
+            self._remove_folder_in_the_way(action)
+            existing = None
         if existing is None:
             make(action.dst)
         else:

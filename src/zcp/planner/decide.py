@@ -45,7 +45,7 @@ class Decider:
         if existing is not None and existing.kind is not Kind.DIR:
             if config.ignore_existing:
                 return Action(Op.SKIP, rel, dst, src, existing=existing, reason="exists (--ignore-existing)")
-            if config.update and existing.mtime_ns > src.mtime_ns:
+            if config.update and existing.kind is Kind.FILE and existing.mtime_ns > src.mtime_ns:
                 return Action(Op.SKIP, rel, dst, src, existing=existing, reason="newer in the destination (--update)")
             if existing.kind is Kind.FILE and self._up_to_date(src, existing, same_content):
                 return self._attrs(rel, src, dst, existing)

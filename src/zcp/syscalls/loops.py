@@ -142,28 +142,13 @@ def read_write(
     if length == 0:
         return 0
     buffer = memoryview(bytearray(RW_BUFFER if length is None else min(RW_BUFFER, length)))
-    done = 0
-    while length is None or done < length:
-        chunk = buffer if length is None else buffer[: length - done]
-        try:
-            if src_off is None:
-                got = os.readv(src_fd, [chunk])
-            else:
-                got = os.preadv(src_fd, [chunk], src_off + done)
-        except BlockingIOError:
-            _wait(src_fd, select.POLLIN)
-            continue
-        except OSError as exc:
-            _fail(Method.RW, exc, committed=done > 0)
-        if got == 0:
-            if length is None:
-                break
-            raise _ended_early(Method.RW, src_off, done, length)
-        retractable = done == 0 and src_off is not None
-        write = _buffer_writer(dst_fd, chunk[:got])
-        _deliver(Method.RW, write, dst_fd, got, _at(dst_off, done), progress, retractable=retractable)
-        done += got
-    return done
+
+    def take(count: int, pos: int | None) -> int:
+        chunk = [buffer[:count]]
+        return os.readv(src_fd, chunk) if pos is None else os.preadv(src_fd, chunk, pos)
+
+    return _relay(Method.RW, take, lambda got: _buffer_writer(dst_fd, buffer[:got]),
+                  src_fd, dst_fd, length, src_off, dst_off, progress, len(buffer))
 
 
 COPIERS: dict[Method, Copier] = {
@@ -221,29 +206,46 @@ def _splice_through_pipe(
     """Source -> internal pipe -> destination, draining the pipe after every fill."""
     pipe_r, pipe_w = os.pipe()
     try:
-        capacity = _grow_pipe(pipe_w)
-        done = 0
-        while length is None or done < length:
-            count = capacity if length is None else min(capacity, length - done)
-            try:
-                got = os.splice(src_fd, pipe_w, count, _at(src_off, done))
-            except BlockingIOError:
-                _wait(src_fd, select.POLLIN)
-                continue
-            except OSError as exc:
-                _fail(Method.SPLICE, exc, committed=done > 0)
-            if got == 0:
-                if length is None:
-                    break
-                raise _ended_early(Method.SPLICE, src_off, done, length)
-            retractable = done == 0 and src_off is not None
-            write = _pipe_drainer(pipe_r, dst_fd, got)
-            _deliver(Method.SPLICE, write, dst_fd, got, _at(dst_off, done), progress, retractable=retractable)
-            done += got
-        return done
+        return _relay(Method.SPLICE, lambda count, pos: os.splice(src_fd, pipe_w, count, pos),
+                      lambda got: _pipe_drainer(pipe_r, dst_fd, got),
+                      src_fd, dst_fd, length, src_off, dst_off, progress, _grow_pipe(pipe_w))
     finally:
         os.close(pipe_r)
         os.close(pipe_w)
+
+
+def _relay(
+    method: Method,
+    take: Callable[[int, int | None], int],
+    writer_for: Callable[[int], Callable[[int, int | None], int]],
+    src_fd: int,
+    dst_fd: int,
+    length: int | None,
+    src_off: int | None,
+    dst_off: int | None,
+    progress: Progress | None,
+    capacity: int,
+) -> int:
+    """Two-step copies: ``take(count, pos)`` moves up to ``capacity`` bytes from the source into our
+    hands (a buffer, a pipe), then ``writer_for(got)`` delivers exactly those bytes."""
+    done = 0
+    while length is None or done < length:
+        count = capacity if length is None else min(capacity, length - done)
+        try:
+            got = take(count, _at(src_off, done))
+        except BlockingIOError:
+            _wait(src_fd, select.POLLIN)
+            continue
+        except OSError as exc:
+            _fail(method, exc, committed=done > 0)
+        if got == 0:
+            if length is None:
+                break
+            raise _ended_early(method, src_off, done, length)
+        retractable = done == 0 and src_off is not None
+        _deliver(method, writer_for(got), dst_fd, got, _at(dst_off, done), progress, retractable=retractable)
+        done += got
+    return done
 
 
 def _deliver(
