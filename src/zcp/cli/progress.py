@@ -26,7 +26,7 @@ class ProgressSink(TextSink):
         super().__init__(verbose, quiet, console.file, items)
         self.console = console
         self.progress = Progress(
-            TextColumn("{task.description}", table_column=None),
+            TextColumn("{task.description}", markup=False),  # names may hold [brackets]
             BarColumn(),
             DownloadColumn(binary_units=True),
             TransferSpeedColumn(),

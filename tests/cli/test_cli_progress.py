@@ -1,0 +1,86 @@
+"""The progress display: drawn on a terminal's stderr (bytes, files, current file and method) and
+followed by the summary; absent when stderr is not a terminal."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+
+ZCP = [sys.executable, "-m", "zcp"]
+
+
+def _tree(root):
+    (root / "sub").mkdir(parents=True)
+    (root / "big.bin").write_bytes(os.urandom(24 << 20))  # large enough to report progress mid-file
+    for i in range(30):
+        (root / "sub" / f"f{i}").write_bytes(os.urandom(1000 + i))
+
+
+def _drain(fd: int, into: bytearray) -> None:
+    while True:
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:  # EIO once every writer closed the terminal
+            return
+        if not chunk:
+            return
+        into += chunk
+
+
+def test_a_terminal_gets_a_progress_display_and_a_summary(tmp_path):
+    _tree(tmp_path / "src")
+    primary, terminal = os.openpty()
+    drawn = bytearray()
+    pump = threading.Thread(target=_drain, args=(primary, drawn))
+    pump.start()
+    try:
+        done = subprocess.run([*ZCP, "-a", "-j", "1", "src/", "dst/"], cwd=tmp_path, stderr=terminal,
+                              stdout=subprocess.PIPE, timeout=60)
+    finally:
+        os.close(terminal)
+        pump.join(timeout=10)
+        os.close(primary)
+    text = drawn.decode(errors="replace")
+    assert done.returncode == 0, text
+    assert "copying" in text and "bytes" in text  # the display was drawn (its content: below)
+    assert "31 files, 24." in text and "bytes by method: copy_file_range" in text  # the summary
+    assert "Traceback" not in text
+    assert done.stdout == b""  # stdout is for data only
+
+
+def test_no_terminal_no_display(tmp_path):
+    _tree(tmp_path / "src")
+    done = subprocess.run([*ZCP, "-a", "src/", "dst/"], cwd=tmp_path, capture_output=True, timeout=60)
+    assert (done.returncode, done.stdout, done.stderr) == (0, b"", b"")
+
+
+def test_the_display_shows_totals_the_current_file_and_its_method():
+    import io
+
+    from rich.console import Console
+
+    from zcp.cli.progress import ProgressSink
+    from zcp.config import Method
+    from zcp.model import Action, Entry, Kind, Op
+
+    def copy_of(rel: str, size: int) -> Action:
+        entry = Entry(f"/src/{rel}", Kind.FILE, 0o644, size, 0, 0, 0, 0, 1, 1, 1)
+        return Action(Op.COPY, rel, f"/dst/{rel}", entry, methods=(Method.COPY_FILE_RANGE,))
+
+    out = io.StringIO()
+    console = Console(file=out, force_terminal=True, width=160)
+    sink = ProgressSink(console, verbose=0, quiet=False)
+    first, second = copy_of("a.bin", 3 << 20), copy_of("dir/b.bin", 1 << 20)
+    sink.planned(first)
+    sink.planned(second)
+    sink.started(first, Method.COPY_FILE_RANGE)
+    sink.advanced(1 << 20)
+    console.print(sink.progress)  # render once, as the live display would
+    drawn = out.getvalue()
+    assert "0/2 files" in drawn and "a.bin" in drawn and "copy_file_range" in drawn
+    assert "1.0/4.0 MiB" in drawn
+    sink.finished(first, Method.COPY_FILE_RANGE, 3 << 20)
+    task = sink.progress.tasks[0]
+    assert (task.completed, task.total) == (3 << 20, 4 << 20)
