@@ -63,10 +63,12 @@ def split_name(name: str) -> Parts:
         raise StreamError(f"refusing an entry whose name holds a NUL byte: {name!r}")
     if name.startswith("/"):
         raise StreamError(f"refusing an absolute name: {name!r}")
-    parts = tuple(part for part in name.split("/") if part not in ("", "."))
+    parts = name.split("/")
+    if "" in parts or "." in parts:
+        parts = [part for part in parts if part not in ("", ".")]
     if ".." in parts:
         raise StreamError(f"refusing a name with a '..' component: {name!r}")
-    return parts
+    return tuple(parts)
 
 
 def display(parts: Parts) -> str:

@@ -12,12 +12,10 @@ from zcp.exec.parallel import ParallelExecutor
 from zcp.model import Action
 from zcp.planner.operands import Operands, resolve
 from zcp.planner.plan import Planner
-from zcp.planner.walk import OnError
 
 
-def plan_actions(operands: Operands, config: Config, on_error: OnError) -> Iterator[Action]:
+def plan_actions(operands: Operands, planner: Planner) -> Iterator[Action]:
     """The run's actions, streamed; deletions (--delete) come last."""
-    planner = Planner(config, on_error)
     for transfer in operands.transfers:
         yield from planner.plan(transfer)
     yield from planner.deletions()
@@ -31,6 +29,9 @@ def resolve_operands(sources: list[str], dest: str, config: Config) -> Operands:
 def replicate(sources: list[str], dest: str, config: Config, sink: Sink) -> Stats:
     operands = resolve_operands(sources, dest, config)
     executor = ParallelExecutor(config, sink, config.jobs) if config.jobs > 1 else Executor(config, sink)
+    planner = Planner(config, executor.note_walk_error, sink.warned)
     if operands.create_folder:
         os.mkdir(operands.create_folder)
-    return executor.run(plan_actions(operands, config, executor.note_walk_error))
+    stats = executor.run(plan_actions(operands, planner))
+    stats.delete_limited = planner.delete_limited
+    return stats

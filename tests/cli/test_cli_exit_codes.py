@@ -59,7 +59,7 @@ def test_file_vanishing_after_planning_exits_24_and_the_rest_is_copied(tmp_path,
 def test_failure_outranks_vanishing(tmp_path, monkeypatch, capsys):
     """One file failed and one vanished: 23, like rsync."""
     src, dst = _tree(tmp_path), tmp_path / "dst"
-    (dst / "c").mkdir(parents=True)  # a folder where the source has a file: that file fails
+    (dst / "c" / "full").mkdir(parents=True)  # a full folder where the source has a file: that file fails
     planned = TextSink.planned
 
     def delete_b_when_planned(self, action):

@@ -75,10 +75,13 @@ def test_unchanged_file_is_skipped_and_changed_one_updated(tree):
     assert by_rel["sub/b.bin"].op is Op.UPDATE and by_rel["sub/b.bin"].existing.size == 9
 
 
-def test_same_symlink_is_skipped(tree):
+def test_same_symlink_is_skipped_and_a_new_time_is_set(tree):
     tree.create_symlink("/dst/link", "a.txt")
-    by_rel = {a.rel: a for a in plan_all(ARCHIVE, ["/src/"], "/dst")}
-    assert by_rel["link"].op is Op.SKIP
+    st = os.lstat("/src/link")
+    os.utime("/dst/link", ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
+    assert {a.rel: a for a in plan_all(ARCHIVE, ["/src/"], "/dst")}["link"].op is Op.SKIP
+    os.utime("/dst/link", ns=(1, 1), follow_symlinks=False)
+    assert {a.rel: a for a in plan_all(ARCHIVE, ["/src/"], "/dst")}["link"].op is Op.ATTRS
 
 
 def test_hard_link_group_copies_once_then_links(fs):

@@ -153,3 +153,14 @@ def test_a_symlink_with_a_new_time_gets_it(tmp_path, capsys):
     assert result.code == 0
     assert os.lstat(dst / "link").st_mtime_ns == OLD_S * 10**9  # as rsync -a does (".L..t...... link")
     assert result.out.splitlines() == [".L..t...... link"]
+
+
+def test_ignore_existing_keeps_an_existing_folder_where_the_source_has_a_file(tmp_path, capsys):
+    src = build(tmp_path / "src", {"taken": b"file", "empty-taken": b"file", "free": b"new"})
+    dst = build(tmp_path / "dst", {"taken/inner/keep.txt": b"keep", "empty-taken/": None})
+    before = snapshot(dst)
+    result = call_zcp(capsys, "-a", "--ignore-existing", "--delete", f"{src}/", dst)
+    assert result.code == 0  # like rsync: the name exists, so it is left alone, whatever its kind
+    after = snapshot(dst)
+    assert {rel: after.get(rel) for rel in before} == before
+    assert (dst / "free").read_bytes() == b"new"

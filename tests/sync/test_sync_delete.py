@@ -82,14 +82,22 @@ def test_max_delete_counts_the_entries_of_a_tree(tmp_path, capsys):
     assert contents(dst) == contents(src)
 
 
-def test_deleted_count_matches_what_was_deleted_when_the_limit_cuts_a_tree(tmp_path):
+def test_a_tree_larger_than_the_limit_is_kept_whole_and_counted_true(tmp_path):
+    """--max-delete is applied when planning, a folder with all it holds: never half a tree."""
     src, dst = _trees(tmp_path, {"tree/a/b/c.txt": b"deep", "tree/top.txt": b"top"})
-    before = set(contents(dst))
+    before = contents(dst)
     config = Config(recursive=True, preserve=Preserve.archive(), jobs=1, delete=True, max_delete=2)
     stats = replicate([f"{src}/"], str(dst), config, RecordingSink())
-    removed = before - set(contents(dst))
-    assert stats.delete_limited and len(removed) == 2
-    assert stats.deleted == len(removed)
+    assert stats.delete_limited and stats.exit_code() == ExitCode.MAX_DELETE
+    assert contents(dst) == before and stats.deleted == 0
+
+
+def test_deleted_count_is_every_entry_of_a_deleted_tree(tmp_path):
+    src, dst = _trees(tmp_path, {"tree/a/b/c.txt": b"deep", "tree/top.txt": b"top"})
+    config = Config(recursive=True, preserve=Preserve.archive(), jobs=1, delete=True, max_delete=5)
+    stats = replicate([f"{src}/"], str(dst), config, RecordingSink())
+    assert not (dst / "tree").exists()
+    assert (stats.deleted, stats.delete_limited) == (5, False)  # tree, a, b, c.txt, top.txt
 
 
 def test_an_unreadable_source_folder_turns_deletion_off(tmp_path, capsys, monkeypatch):

@@ -8,9 +8,11 @@ import time
 
 from zcp.cli.output import PlanPrinter, TextSink, summary_lines
 from zcp.config import Config
-from zcp.errors import describe, run_exit_code
+from zcp.errors import describe
+from zcp.exec.events import Stats
 from zcp.hashing import prepare_signals
 from zcp.planner.itemize import itemize
+from zcp.planner.plan import Planner
 from zcp.replicate import plan_actions, replicate, resolve_operands
 
 
@@ -40,20 +42,24 @@ def run_copy(sources: list[str], dest: str, config: Config) -> int:
 def _dry_run(sources: list[str], dest: str, config: Config, items) -> int:
     """Plan exactly as a real run would and print it: the plan, or with -i the itemized changes."""
     printer = PlanPrinter(config.verbose, config.quiet, items=items)
-    failures = 0
+    stats = Stats()
 
-    def note(path: str, exc: OSError) -> None:
-        nonlocal failures
-        failures += 1
+    def note(path: str, exc: OSError) -> None:  # counted as a real run would count it
+        if isinstance(exc, FileNotFoundError):
+            stats.vanished += 1
+        else:
+            stats.failed += 1
         printer.failed(path, describe(exc))
 
-    for action in plan_actions(resolve_operands(sources, dest, config), config, note):
+    planner = Planner(config, note, printer.warned)
+    for action in plan_actions(resolve_operands(sources, dest, config), planner):
         printer.planned(action)
-    return run_exit_code(failures, 0)
+    stats.delete_limited = planner.delete_limited
+    return stats.exit_code()
 
 
 def _itemizer(config: Config):
     if not config.itemize:
         return None
     is_root = os.geteuid() == 0
-    return lambda action: itemize(action, config.preserve, is_root)
+    return lambda action: itemize(action, config, is_root)

@@ -16,22 +16,7 @@ from zcp.confine import ConfinedDir
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
-class DeleteLimit(FileError):
-    """--max-delete was reached: the rest is left in place."""
-
-
-class Budget:
-    def __init__(self, limit: int | None):
-        self.left = limit
-
-    def take(self, rel: str) -> None:
-        if self.left is not None:
-            if self.left <= 0:
-                raise DeleteLimit(f"--max-delete reached: not deleting {rel}")
-            self.left -= 1
-
-
-def delete_beneath(root: str, rel: str, budget: Budget) -> int:
+def delete_beneath(root: str, rel: str) -> int:
     """Remove ``root/rel`` (a whole tree for a folder); returns the number of entries removed."""
     *parents, name = rel.split("/")
     try:
@@ -40,24 +25,22 @@ def delete_beneath(root: str, rel: str, budget: Budget) -> int:
     except StreamError as exc:
         raise FileError(f"{rel}: not deleted: {exc}") from None
     try:
-        return _remove(parent_fd, name, rel, budget)
+        return _remove(parent_fd, name)
     finally:
         os.close(parent_fd)
 
 
-def _remove(parent_fd: int, name: str, rel: str, budget: Budget) -> int:
+def _remove(parent_fd: int, name: str) -> int:
     st = os.stat(name, dir_fd=parent_fd, follow_symlinks=False)
     if not stat.S_ISDIR(st.st_mode):
-        budget.take(rel)
         os.unlink(name, dir_fd=parent_fd)
         return 1
     removed = 0
     fd = os.open(name, _DIR_FLAGS, dir_fd=parent_fd)
     try:
         for child in sorted(os.listdir(fd)):
-            removed += _remove(fd, child, f"{rel}/{child}", budget)
+            removed += _remove(fd, child)
     finally:
         os.close(fd)
-    budget.take(rel)
     os.rmdir(name, dir_fd=parent_fd)
     return removed + 1

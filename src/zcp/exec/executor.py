@@ -41,7 +41,6 @@ class Executor:
         # Folders whose entries this run adds, replaces or removes: their mtime must be set again.
         self._touched: set[str] = set()
         self._no_tmpfile: set[int] = set()  # destination devices that refuse O_TMPFILE
-        self._delete_budget = None  # --max-delete's count, made at the first deletion
 
     def run(self, actions: Iterable[Action]) -> Stats:
         for action in actions:
@@ -245,6 +244,11 @@ class Executor:
     def _attrs(self, action: Action) -> None:
         src = action.src
         assert src is not None
+        if src.kind is Kind.SYMLINK:
+            self.meta.apply_link(action.dst, src)
+            self.stats.attrs += 1
+            self.sink.finished(action, None, 0)
+            return
         fd = os.open(action.dst, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
         try:
             self._warn_all(self.meta.apply_fd(fd, src, action.existing))
@@ -254,36 +258,23 @@ class Executor:
         self.sink.finished(action, None, 0)
 
     def _delete(self, action: Action) -> None:
-        from zcp.exec.delete import DeleteLimit  # only --delete pays for it
+        from zcp.exec.delete import delete_beneath  # only --delete pays for it
 
-        try:
-            self._delete_tree(action)
-        except DeleteLimit as exc:
-            if not self.stats.delete_limited:
-                self.sink.warned(str(exc))
-            self.stats.delete_limited = True
-            return
+        root = action.dst[: len(action.dst) - len(action.rel) - 1]  # the transfer's root
+        self.stats.deleted += delete_beneath(root, action.rel)
         self.sink.finished(action, None, 0)
 
-    def _delete_tree(self, action: Action) -> None:
-        from zcp.exec.delete import Budget, delete_beneath
-
-        if self._delete_budget is None:
-            self._delete_budget = Budget(self.config.max_delete)
-        root = action.dst[: len(action.dst) - len(action.rel) - 1]  # the transfer's root
-        self.stats.deleted += delete_beneath(root, action.rel, self._delete_budget)
-
-    def _remove_folder_in_the_way(self, action: Action) -> None:
-        """A folder stands where the source has a file: like rsync, an empty one goes, a full one
-        only with --delete."""
+    @staticmethod
+    def _remove_folder_in_the_way(action: Action) -> None:
+        """A folder stands where the source has something else: like rsync, an empty one goes
+        (the planner deletes a full one first with --delete)."""
         try:
             os.rmdir(action.dst)
-            return
         except OSError as exc:
-            if exc.errno != errno.ENOTEMPTY or not self.config.delete or not action.rel:
-                raise FileError(f"{action.dst}: a folder that is not empty is in the way of a "
-                                f"{action.src.kind} (--delete replaces it)") from None
-        self._delete_tree(action)
+            if exc.errno != errno.ENOTEMPTY:
+                raise
+            raise FileError(f"{action.dst}: a folder that is not empty is in the way of a "
+                            f"{action.src.kind} (--delete replaces it)") from None
 
     def _mkdir(self, action: Action) -> None:
         existing = action.existing

@@ -29,9 +29,11 @@ class Decider:
         if kind is Kind.DIR:
             return Action(Op.MKDIR, rel, dst, src, existing=existing,
                           reason="exists" if existing and existing.kind is Kind.DIR else "new folder")
+        if existing is not None and self.config.ignore_existing:
+            return Action(Op.SKIP, rel, dst, src, existing=existing, reason="exists (--ignore-existing)")
         if kind is Kind.SYMLINK:
             if existing is not None and existing.kind is Kind.SYMLINK and existing_target == target:
-                return Action(Op.SKIP, rel, dst, src, existing=existing, reason="same symlink")
+                return self._attrs(rel, src, dst, existing)
             return Action(Op.SYMLINK, rel, dst, src, existing=existing, target=target, reason=f"-> {target}")
         if kind in SPECIAL_KINDS:
             return self._special(rel, src, dst, existing)
@@ -43,8 +45,6 @@ class Decider:
               same_content: bool | None = None) -> Action:
         config = self.config
         if existing is not None and existing.kind is not Kind.DIR:
-            if config.ignore_existing:
-                return Action(Op.SKIP, rel, dst, src, existing=existing, reason="exists (--ignore-existing)")
             if config.update and existing.kind is Kind.FILE and existing.mtime_ns > src.mtime_ns:
                 return Action(Op.SKIP, rel, dst, src, existing=existing, reason="newer in the destination (--update)")
             if existing.kind is Kind.FILE and self._up_to_date(src, existing, same_content):
@@ -100,7 +100,7 @@ def metadata_differences(src: Entry, dst: Entry, preserve: Preserve, is_root: bo
     differ = []
     if preserve.mode and src.mode != dst.mode:
         differ.append("perms")
-    if preserve.times and src.mtime_ns != dst.mtime_ns and src.kind is not Kind.SYMLINK:
+    if preserve.times and src.mtime_ns != dst.mtime_ns:
         differ.append("time")
     if preserve.owner and is_root:
         if src.uid != dst.uid:

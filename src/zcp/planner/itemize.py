@@ -8,7 +8,7 @@ all of them on a new entry. Unchanged entries print nothing.
 
 from __future__ import annotations
 
-from zcp.config import Preserve
+from zcp.config import Compare, Config
 from zcp.model import Action, Entry, Kind, Op
 from zcp.planner.decide import metadata_differences
 
@@ -20,7 +20,7 @@ _CHANGE_LETTERS = {"content": "c", "size": "s", "time": "t", "perms": "p", "owne
 _SLOTS = ("content", "size", "time", "perms", "owner", "group", "u", "a", "x")
 
 
-def itemize(action: Action, preserve: Preserve, is_root: bool) -> str | None:
+def itemize(action: Action, config: Config, is_root: bool) -> str | None:
     name = _name(action)
     if action.op is Op.DELETE:
         return f"*deleting   {name}"
@@ -32,8 +32,8 @@ def itemize(action: Action, preserve: Preserve, is_root: bool) -> str | None:
     what = {Op.COPY: ">", Op.UPDATE: ">", Op.HARDLINK: "h", Op.ATTRS: "."}.get(action.op, "c")
     if existing is None or existing.kind is not src.kind:
         return f"{what}{kind}{'+' * len(_SLOTS)} {name}"
-    changed = set(metadata_differences(src, existing, preserve, is_root))
-    changed |= _content_changes(action, src, existing)
+    changed = set(metadata_differences(src, existing, config.preserve, is_root))
+    changed |= _content_changes(action, src, existing, config.compare)
     if action.op is Op.MKDIR and not changed:
         return None
     if action.op is Op.MKDIR:
@@ -42,10 +42,13 @@ def itemize(action: Action, preserve: Preserve, is_root: bool) -> str | None:
     return f"{what}{kind}{flags} {name}"
 
 
-def _content_changes(action: Action, src: Entry, existing: Entry) -> set[str]:
+def _content_changes(action: Action, src: Entry, existing: Entry, compare: Compare) -> set[str]:
     if action.op in (Op.COPY, Op.UPDATE):
-        changes = {"content"} if src.size == existing.size else {"size"}
-        return changes | ({"time"} if src.mtime_ns != existing.mtime_ns else set())
+        changes = {"time"} if src.mtime_ns != existing.mtime_ns else set()
+        if src.size != existing.size:
+            return changes | {"size"}
+        # as rsync: 'c' only when the content was compared (-c); otherwise only the time told us
+        return changes | {"content"} if compare is Compare.CHECKSUM else changes
     if action.op is Op.SYMLINK:
         return {"content"}  # the link text differs
     return set()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import stat
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 
 from zcp.config import Compare, Config
 from zcp.model import Action, Entry, Kind, Op
@@ -34,8 +35,8 @@ class Planner:
     an unreadable source folder must never look like an empty one.
     """
 
-    def __init__(self, config: Config, on_error: OnError, is_root: bool | None = None,
-                 lstat: Callable[[str], Entry | None] = _lstat,
+    def __init__(self, config: Config, on_error: OnError, on_warning: Callable[[str], None] = lambda m: None,
+                 is_root: bool | None = None, lstat: Callable[[str], Entry | None] = _lstat,
                  same_content: Callable[[str, str], bool] = _same_content):
         self.config = config
         self.excluder = config.filters or None
@@ -43,11 +44,16 @@ class Planner:
         self._lstat = lstat
         self._same_content = same_content
         self._on_error = on_error
-        self.read_errors = 0
+        self._on_warning = on_warning
+        self.read_errors = 0  # entries that could not be read (not those that vanished)
         self._extras: list[Action] = []  # destination entries not in the source
+        # --max-delete: entries still allowed; planned, so that -n shows exactly what a run deletes
+        self._delete_budget = config.max_delete
+        self.delete_limited = False
 
     def on_error(self, path: str, exc: OSError) -> None:
-        self.read_errors += 1
+        if not isinstance(exc, FileNotFoundError):  # a vanished entry is no reason to spare others
+            self.read_errors += 1
         self._on_error(path, exc)
 
     def plan(self, transfer: Transfer) -> Iterator[Action]:
@@ -83,17 +89,44 @@ class Planner:
                     new_dirs.add(rel)
                 dirs_at[rel] = _folder_of(existing, dirs_at[parent])
             if action is not None:
-                yield action
+                yield from self._clear_the_way(action)
 
     def deletions(self) -> Iterator[Action]:
         """The --delete actions, after the transfers; none at all if any source could not be read."""
         if not self._extras:
             return
         if self.read_errors:
-            self._on_error("--delete", OSError(0, f"not deleting {len(self._extras)} entries: "
-                                                  "some source entries could not be read"))
+            self._on_warning(f"not deleting {len(self._extras)} entries: some source entries could not be read")
             return
-        yield from self._extras
+        for action in self._extras:
+            if not self._within_delete_budget(action):
+                return
+            yield action
+
+    def _within_delete_budget(self, action: Action) -> bool:
+        """Count what deleting this entry removes (a folder: all of it) against --max-delete."""
+        if self._delete_budget is None:
+            return True
+        removes = 1 + (_count_beneath(action.dst) if action.existing and action.existing.kind is Kind.DIR else 0)
+        if removes > self._delete_budget:
+            self.delete_limited = True
+            self._on_warning(f"--max-delete={self.config.max_delete} reached: not deleting {action.rel} "
+                             "and what follows")
+            return False
+        self._delete_budget -= removes
+        return True
+
+    def _clear_the_way(self, action: Action) -> Iterator[Action]:
+        """With --delete, a folder where the source has something else is deleted first."""
+        existing = action.existing
+        if (self.config.delete and existing is not None and existing.kind is Kind.DIR
+                and action.op in _REPLACING and action.src is not None and action.src.kind is not Kind.DIR):
+            removal = Action(Op.DELETE, action.rel, action.dst, existing=existing,
+                             reason=f"a folder where the source has a {action.src.kind}")
+            if self._within_delete_budget(removal):
+                yield removal
+                action = replace(action, existing=None)
+        yield action
 
     def _note_extras(self, dst_root: str, new_dirs: set[str]) -> Callable[[str, list[str]], None]:
         """A walk hook: for each source folder listed, find destination names it lacks."""
@@ -137,6 +170,17 @@ class Planner:
             parent = os.path.dirname(parent) or "."
         st = os.stat(parent)
         return st.st_dev, bool(st.st_mode & stat.S_ISGID)
+
+
+_REPLACING = frozenset({Op.COPY, Op.UPDATE, Op.SYMLINK, Op.HARDLINK, Op.SPECIAL})
+
+
+def _count_beneath(path: str) -> int:
+    """Entries inside a destination folder, not following symlinks (what deleting it removes)."""
+    count = 0
+    for _, dirs, files in os.walk(path):
+        count += len(dirs) + len(files)
+    return count
 
 
 def _folder_of(existing: Entry | None, parent: tuple[int, bool]) -> tuple[int, bool]:

@@ -14,8 +14,8 @@ import secrets
 import stat
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager, suppress
+from collections.abc import Callable, Iterable
+from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -34,6 +34,7 @@ Format = Literal["auto", "tar", "raw"]
 _NEW_FILE = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 _SUID_BITS = stat.S_ISUID | stat.S_ISGID | stat.S_ISVTX
 _DEVICE_TYPES = {Kind.CHAR: stat.S_IFCHR, Kind.BLOCK: stat.S_IFBLK}
+_STEM_BYTES = 200  # of a temp name's stem: room for the decoration within NAME_MAX
 
 
 @dataclass
@@ -137,7 +138,7 @@ def _receive_single(reader: TarReader, dest: str, options: _Options) -> ReceiveS
             return _unpack(reader, dest, options, [member] if member else [])
         stats = ReceiveStats(zcp=True)
         files = _FileReceiver(reader, stats, options)
-        with _temporary(parent_fd, leaf) as tmp:
+        with _Temporary(parent_fd, leaf) as tmp:
             files.receive(parent_fd, tmp, member)
             following = reader.next()
             if following is not None:
@@ -169,7 +170,7 @@ def _receive_raw(in_fd: int, dest: str, peeked: bytes, options: _Options) -> Rec
     parent, leaf = os.path.split(dest)
     parent_fd = os.open(parent or ".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        with _temporary(parent_fd, leaf) as tmp:
+        with _Temporary(parent_fd, leaf) as tmp:
             fd = os.open(tmp, _NEW_FILE, 0o666, dir_fd=parent_fd)
             try:
                 write_all(fd, peeked)
@@ -240,6 +241,7 @@ class _Unpacker:
         self.seen: dict[Parts, Kind] = {(): Kind.DIR}  # what each name is in this stream
         self.received: set[Parts] = set()  # non-folders created: the only valid hard link targets
         self.folders: dict[Parts, Member] = {}  # metadata to apply once their content is in
+        self._last_parent: Parts = ()  # folders above the last claimed name, all known to be folders
 
     def run(self, read: Iterable[Member] = ()) -> None:
         """Every member: those in ``read`` (already taken from the reader), then the rest."""
@@ -282,17 +284,20 @@ class _Unpacker:
 
     def _claim(self, parts: Parts, kind: Kind) -> None:
         """Record what ``parts`` is; one name cannot be two types in one stream."""
-        for depth in range(1, len(parts)):
-            above = self.seen.setdefault(parts[:depth], Kind.DIR)
-            if above is not Kind.DIR:
-                raise StreamError(f"{display(parts[:depth])!r} is a {above} in this stream, not a folder for {display(parts)!r}")
+        parent = parts[:-1]
+        if parent != self._last_parent:  # a recorded kind never changes: checked once per folder run
+            for depth in range(1, len(parts)):
+                above = self.seen.setdefault(parts[:depth], Kind.DIR)
+                if above is not Kind.DIR:
+                    raise StreamError(f"{display(parts[:depth])!r} is a {above} in this stream, not a folder for {display(parts)!r}")
+            self._last_parent = parent
         earlier = self.seen.setdefault(parts, kind)
         if earlier is not kind:
             raise StreamError(f"{display(parts)!r} appears twice in the stream, as a {earlier} and as a {kind}")
 
     def _file(self, parts: Parts, member: Member) -> None:
         parent = self.root.folder(parts[:-1], create=True)
-        with _temporary(parent, parts[-1]) as tmp:
+        with _Temporary(parent, parts[-1]) as tmp:
             self.files.receive(parent, tmp, member)
             os.rename(tmp, parts[-1], src_dir_fd=parent, dst_dir_fd=parent)
 
@@ -310,7 +315,7 @@ class _Unpacker:
         if not member.linkname or "\x00" in member.linkname:
             raise StreamError(f"bad symlink target for {member.name!r}")
         parent = self.root.folder(parts[:-1], create=True)
-        with _temporary(parent, parts[-1]) as tmp:
+        with _Temporary(parent, parts[-1]) as tmp:
             os.symlink(member.linkname, tmp, dir_fd=parent)
             self._stamp(parent, tmp, member, follow=False)
             os.rename(tmp, parts[-1], src_dir_fd=parent, dst_dir_fd=parent)
@@ -328,7 +333,7 @@ class _Unpacker:
         else:
             raise StreamError(f"refusing {member.kind} entry {member.name!r}: device files need root")
         parent = self.root.folder(parts[:-1], create=True)
-        with _temporary(parent, parts[-1]) as tmp:
+        with _Temporary(parent, parts[-1]) as tmp:
             os.mknod(tmp, node_type | 0o600, device, dir_fd=parent)
             self._stamp(parent, tmp, member, follow=True)
             os.rename(tmp, parts[-1], src_dir_fd=parent, dst_dir_fd=parent)
@@ -344,7 +349,7 @@ class _Unpacker:
         target_parent = self.root.open_folder(target[:-1])
         try:
             parent = self.root.folder(parts[:-1], create=True)
-            with _temporary(parent, parts[-1]) as tmp:
+            with _Temporary(parent, parts[-1]) as tmp:
                 os.link(target[-1], tmp, src_dir_fd=target_parent, dst_dir_fd=parent, follow_symlinks=False)
                 os.rename(tmp, parts[-1], src_dir_fd=parent, dst_dir_fd=parent)
                 # rename() does nothing when both names are already links to one inode.
@@ -388,17 +393,27 @@ def _times(member: Member) -> tuple[int, int]:
     return atime, member.mtime_ns
 
 
-@contextmanager
-def _temporary(parent_fd: int, leaf: str) -> Iterator[str]:
-    """A fresh `.name.<random>.zcp` next to ``leaf``, removed if the block fails."""
-    stem = os.fsdecode(os.fsencode(leaf)[:200])  # room for the decoration within NAME_MAX
-    tmp = f".{stem}.{secrets.token_hex(4)}.zcp"
-    try:
-        yield tmp
-    except BaseException:
-        with suppress(FileNotFoundError):
-            os.unlink(tmp, dir_fd=parent_fd)
-        raise
+class _Temporary:
+    """A fresh `.name.<random>.zcp` next to ``leaf``, removed if the block fails.
+
+    A class rather than a @contextmanager generator: it runs for every entry received.
+    """
+
+    __slots__ = ("parent_fd", "name")
+
+    def __init__(self, parent_fd: int, leaf: str):
+        if len(leaf) > _STEM_BYTES // 4:  # only long names can overflow NAME_MAX once encoded
+            leaf = os.fsdecode(os.fsencode(leaf)[:_STEM_BYTES])
+        self.parent_fd = parent_fd
+        self.name = f".{leaf}.{secrets.token_hex(4)}.zcp"
+
+    def __enter__(self) -> str:
+        return self.name
+
+    def __exit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
+        if exc_type is not None:
+            with suppress(FileNotFoundError):
+                os.unlink(self.name, dir_fd=self.parent_fd)
 
 
 def _dest_error(exc: OSError) -> ZcpError:

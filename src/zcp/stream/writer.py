@@ -1,7 +1,8 @@
 """`zcp SRC -`: a tree as a POSIX pax stream, bodies moved from the page cache by the kernel.
 
-Headers and padding go out with write(); each body goes with splice (to a pipe), sendfile (to a
-socket), copy_file_range (to a regular file) or read/write (anything else). Every regular file is
+Headers and padding go out with write(), one call per entry (the padding of a body leaves with the
+next entry's headers); each body goes with splice (to a pipe), sendfile (to a socket),
+copy_file_range (to a regular file) or read/write (anything else). Every regular file is
 hashed before its body is sent and the xxh3-128 travels in its pax header (docs/stream-format.md).
 """
 
@@ -20,7 +21,7 @@ from typing import TypeVar
 from zcp.config import Method
 from zcp.errors import SourceChanged, describe
 from zcp.hashing import hash_fd, hex_digest
-from zcp.model import Entry, Kind
+from zcp.model import DEVICE_KINDS, Entry, Kind
 from zcp.stream import pax
 from zcp.stream.transfer import body_methods, method_chain, move, write_all
 from zcp.syscalls import FdKind, Progress, classify
@@ -33,6 +34,10 @@ _TYPE_BY_KIND = {
     Kind.BLOCK: pax.BLOCKDEV,
 }
 T = TypeVar("T")
+_HASH_KEY = pax.KEY_HASH.encode()
+# What the 12- and 8-byte octal fields hold: larger values travel in pax records.
+_OCTAL12_LIMIT = 8**11
+_OCTAL8_LIMIT = 8**7
 # O_NONBLOCK: a FIFO swapped in for a file must not block the open (fstat then tells).
 _OPEN_SOURCE = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NOCTTY | os.O_NONBLOCK
 
@@ -57,10 +62,10 @@ def write_stream(out_fd: int, items: Iterable[tuple[str, Entry]], *, progress: P
     changes after its header went out raises SourceChanged naming it: the stream is then unusable.
     BrokenPipe when the reader went away.
     """
-    stats = StreamStats()
-    write_all(out_fd, pax.pax_header(b"././@PaxGlobalHeader", pax.PAX_GLOBAL, [(pax.KEY_VERSION, pax.ZCP_VERSION.encode())]))
+    sender = _Sender(out_fd, progress)
+    sender.hold(pax.pax_header(b"././@PaxGlobalHeader", pax.PAX_GLOBAL, [(pax.KEY_VERSION, pax.ZCP_VERSION.encode())]))
+    stats = sender.stats
     first_names: dict[tuple[int, int], bytes] = {}  # (dev, ino) of multiply linked files
-    methods = method_chain(FdKind.FILE, *classify(out_fd))
     for name, entry in items:
         arcname = _archive_name(name, entry.kind)
         link_key = (entry.dev, entry.ino)
@@ -68,23 +73,23 @@ def write_stream(out_fd: int, items: Iterable[tuple[str, Entry]], *, progress: P
             stats.skipped += 1
             continue
         if entry.kind is Kind.FILE and entry.nlink > 1 and link_key in first_names:
-            write_all(out_fd, _headers(arcname, pax.HARDLINK, entry, linkname=first_names[link_key]))
+            sender.put(_entry_headers(arcname, pax.HARDLINK, entry, linkname=first_names[link_key]))
             stats.hardlinks += 1
             written = True
         elif entry.kind is Kind.FILE:
-            written = _send_file(out_fd, arcname, entry, methods, stats, progress)
+            written = sender.send_file(arcname, entry)
             if written and entry.nlink > 1:
                 first_names[link_key] = arcname
         elif entry.kind is Kind.SYMLINK:
             target = _before_header(os.readlink, entry.path, stats)
             written = target is not None
             if target is not None:
-                write_all(out_fd, _headers(arcname, pax.SYMLINK, entry, linkname=os.fsencode(target)))
+                sender.put(_entry_headers(arcname, pax.SYMLINK, entry, linkname=os.fsencode(target)))
         else:
-            write_all(out_fd, _headers(arcname, _TYPE_BY_KIND[entry.kind], entry))
+            sender.put(_entry_headers(arcname, _TYPE_BY_KIND[entry.kind], entry))
             written = True
         stats.entries += written
-    write_all(out_fd, pax.ZERO_BLOCK * 2)
+    sender.put(pax.ZERO_BLOCK * 2)
     return stats
 
 
@@ -105,86 +110,128 @@ def _before_header(read: Callable[[str], T], path: str, stats: StreamStats) -> T
     return None
 
 
-def _send_file(
-    out_fd: int, arcname: bytes, entry: Entry, methods: tuple[Method, ...], stats: StreamStats, progress: Progress | None
-) -> bool:
-    """Header, body and padding of one regular file; False if it could not be opened (left out)."""
-    fd = _before_header(lambda path: os.open(path, _OPEN_SOURCE), entry.path, stats)
-    if fd is None:
-        return False
-    try:
-        before = os.fstat(fd)
-        if not stat.S_ISREG(before.st_mode):
-            stats.failed.append((entry.path, "no longer a regular file"))
+def _open_source(path: str) -> int:
+    return os.open(path, _OPEN_SOURCE)
+
+
+class _Sender:
+    """Entries onto ``out_fd``: one write() per entry and one kernel copy per body.
+
+    Bytes that must follow a body (its padding) are held and go out with the next entry's headers,
+    or with the end marker.
+    """
+
+    def __init__(self, out_fd: int, progress: Progress | None):
+        self.out_fd = out_fd
+        self.methods = method_chain(FdKind.FILE, *classify(out_fd))
+        self.progress = progress
+        self.stats = StreamStats()
+        self._held = b""
+
+    def hold(self, data: bytes) -> None:
+        self._held += data
+
+    def put(self, data: bytes) -> None:
+        write_all(self.out_fd, self._held + data)
+        self._held = b""
+
+    def send_file(self, arcname: bytes, entry: Entry) -> bool:
+        """Header, body and padding of one regular file; False if it could not be opened (left out)."""
+        stats = self.stats
+        fd = _before_header(_open_source, entry.path, stats)
+        if fd is None:
             return False
-        # Hash first: the reader checks the body against it, and the body then goes out of the
-        # page cache this read has just filled.
         try:
-            digest = hash_fd(fd, before.st_size)
-        except SourceChanged as exc:
-            stats.failed.append((entry.path, str(exc)))
-            return False
-        current = Entry.from_stat(entry.path, before)
-        write_all(out_fd, _headers(arcname, pax.REGULAR, current, digest=digest))
-        try:
-            move(fd, out_fd, current.size, 0, None, methods, stats.by_method, progress)
-        except SourceChanged as exc:
-            raise SourceChanged(f"{entry.path}: {exc}") from None
-        write_all(out_fd, bytes(pax.padding(current.size)))
-        after = os.fstat(fd)
-        if (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns):
-            raise SourceChanged(f"{entry.path}: changed while it was sent")
-    finally:
-        os.close(fd)
-    stats.files += 1
-    stats.bytes += current.size
-    return True
+            before = os.fstat(fd)
+            if not stat.S_ISREG(before.st_mode):
+                stats.failed.append((entry.path, "no longer a regular file"))
+                return False
+            size = before.st_size
+            # Hash first: the reader checks the body against it, and the body then goes out of the
+            # page cache this read has just filled.
+            try:
+                digest = hash_fd(fd, size)
+            except SourceChanged as exc:
+                stats.failed.append((entry.path, str(exc)))
+                return False
+            self.put(_headers(arcname, pax.REGULAR, stat.S_IMODE(before.st_mode), before.st_uid, before.st_gid, size,
+                              before.st_mtime_ns, before.st_atime_ns, digest=digest))
+            try:
+                move(fd, self.out_fd, size, 0, None, self.methods, stats.by_method, self.progress)
+            except SourceChanged as exc:
+                raise SourceChanged(f"{entry.path}: {exc}") from None
+            self.hold(pax.ZERO_BLOCK[: pax.padding(size)])
+            after = os.fstat(fd)
+            if (after.st_size, after.st_mtime_ns) != (size, before.st_mtime_ns):
+                raise SourceChanged(f"{entry.path}: changed while it was sent")
+        finally:
+            os.close(fd)
+        stats.files += 1
+        stats.bytes += size
+        return True
 
 
 def _archive_name(name: str, kind: Kind) -> bytes:
     raw = os.fsencode(name)
-    parts = raw.split(b"/")
-    if not raw or raw.startswith(b"/") or b".." in parts or b"\x00" in raw:
+    if not raw or raw.startswith(b"/") or (b".." in raw and b".." in raw.split(b"/")) or b"\x00" in raw:
         raise ValueError(f"not a relative archive name: {name!r}")
     return raw.rstrip(b"/") + b"/" if kind is Kind.DIR else raw
 
 
+def _entry_headers(arcname: bytes, typeflag: bytes, entry: Entry, *, linkname: bytes = b"") -> bytes:
+    """Headers of an entry without a body, from its lstat snapshot."""
+    device = (os.major(entry.rdev), os.minor(entry.rdev)) if entry.kind in DEVICE_KINDS else (0, 0)
+    return _headers(arcname, typeflag, entry.mode, entry.uid, entry.gid, 0, entry.mtime_ns, entry.atime_ns,
+                    linkname=linkname, device=device)
+
+
 def _headers(
-    arcname: bytes, typeflag: bytes, entry: Entry, *, linkname: bytes = b"", digest: bytes | None = None
+    arcname: bytes,
+    typeflag: bytes,
+    mode: int,
+    uid: int,
+    gid: int,
+    size: int,
+    mtime_ns: int,
+    atime_ns: int,
+    *,
+    linkname: bytes = b"",
+    digest: bytes | None = None,
+    device: tuple[int, int] = (0, 0),
 ) -> bytes:
     """The 'x' header with exact values, then the ustar header with what fits."""
-    size = entry.size if typeflag == pax.REGULAR else 0
-    records: list[tuple[str, bytes]] = []
-    binary = not (pax.is_utf8(arcname) and pax.is_utf8(linkname))
+    records: list[bytes] = []
+    ascii_name = arcname.isascii()
+    # ASCII is UTF-8: the decoding check only runs for other names.
+    binary = not (ascii_name and linkname.isascii()) and not (pax.is_utf8(arcname) and pax.is_utf8(linkname))
     if binary:
-        records.append(("hdrcharset", b"BINARY"))  # must come before the values it describes
-    if binary or not arcname.isascii() or not pax.fits_ustar_name(arcname):
-        records.append(("path", arcname))
+        records.append(pax.record(b"hdrcharset", b"BINARY"))  # must come before the values it describes
+    if binary or not ascii_name or (len(arcname) > 100 and not pax.fits_ustar_name(arcname)):
+        records.append(pax.record(b"path", arcname))
     if len(linkname) > 100 or not linkname.isascii():
-        records.append(("linkpath", linkname))
-    for key, value, width in (("size", size, 12), ("uid", entry.uid, 8), ("gid", entry.gid, 8)):
-        if value >= 8 ** (width - 1):
-            records.append((key, str(value).encode()))
-    records.append(("mtime", pax.format_ns_time(entry.mtime_ns)))
-    records.append(("atime", pax.format_ns_time(entry.atime_ns)))
+        records.append(pax.record(b"linkpath", linkname))
+    for key, value, limit in ((b"size", size, _OCTAL12_LIMIT), (b"uid", uid, _OCTAL8_LIMIT), (b"gid", gid, _OCTAL8_LIMIT)):
+        if value >= limit:
+            records.append(pax.record(key, b"%d" % value))
+    records.append(pax.record(b"mtime", pax.format_ns_time(mtime_ns)))
+    records.append(pax.record(b"atime", pax.format_ns_time(atime_ns)))
     if digest is not None:
-        records.append((pax.KEY_HASH, hex_digest(digest).encode()))
-    major, minor = (os.major(entry.rdev), os.minor(entry.rdev)) if entry.kind in (Kind.CHAR, Kind.BLOCK) else (0, 0)
+        records.append(pax.record(_HASH_KEY, hex_digest(digest).encode()))
     header = pax.encode_header(
         arcname,
         typeflag,
-        mode=entry.mode,
-        uid=entry.uid if entry.uid < 8**7 else 0,
-        gid=entry.gid if entry.gid < 8**7 else 0,
-        size=size if size < 8**11 else 0,
-        mtime=max(0, min(entry.mtime_ns // 1_000_000_000, 8**11 - 1)),
+        mode=mode,
+        uid=uid if uid < _OCTAL8_LIMIT else 0,
+        gid=gid if gid < _OCTAL8_LIMIT else 0,
+        size=size if size < _OCTAL12_LIMIT else 0,
+        mtime=max(0, min(mtime_ns // 1_000_000_000, _OCTAL12_LIMIT - 1)),
         linkname=linkname,
-        uname=_user(entry.uid),
-        gname=_group(entry.gid),
-        devmajor=major,
-        devminor=minor,
+        uname=_user(uid),
+        gname=_group(gid),
+        devmajor=device[0],
+        devminor=device[1],
     )
-    return pax.pax_header(b"././@PaxHeader", pax.PAX_EXTENDED, records) + header
+    return pax.meta_header(b"././@PaxHeader", pax.PAX_EXTENDED, b"".join(records)) + header
 
 
 @lru_cache(maxsize=1024)
