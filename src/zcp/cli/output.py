@@ -59,8 +59,10 @@ class TextSink(NullSink):
                 print(printable(line))
 
     def finished(self, action: Action, method: Method | None, nbytes: int) -> None:
+        if not self.verbose or self.items is not None:
+            return
         changed = action.op is not Op.SKIP and not (action.op is Op.MKDIR and action.reason == "exists")
-        if self.verbose and self.items is None and (changed or self.verbose > 1):
+        if changed or self.verbose > 1:
             via = f" [{method}]" if method else ""
             self.emit(f"{action.op:<8} {display_name(action)}{via}")
 

@@ -45,11 +45,15 @@ class Executor:
     def run(self, actions: Iterable[Action]) -> Stats:
         for action in actions:
             self.sink.planned(action)
-            if action.op not in _IN_PLACE_OPS or (action.op is Op.MKDIR and not _is_dir(action.existing)):
+            op = action.op
+            if op is Op.SKIP:  # most of a re-sync: kept apart from the error handling below
+                self._skip(action)
+                continue
+            if op not in _IN_PLACE_OPS or (op is Op.MKDIR and not _is_dir(action.existing)):
                 self._touched.add(_parent(action.dst))
-            if action.op in _COPY_OPS:
+            if op in _COPY_OPS:
                 self.submit_copy(action)
-            elif action.op is Op.HARDLINK:
+            elif op is Op.HARDLINK:
                 self._links.append(action)
             else:
                 self.execute(action)

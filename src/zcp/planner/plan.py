@@ -72,9 +72,10 @@ class Planner:
         if root_existing is None or root_existing.kind is not Kind.DIR:
             new_dirs.add("")
         on_listing = self._note_extras(dst_root, new_dirs) if self.config.delete else None
+        prefix = dst_root.rstrip("/") + "/"
         for rel, entry in walk_tree(src, self.excluder, self.on_error, on_listing):
             parent = rel.rpartition("/")[0]
-            dst = os.path.join(dst_root, rel)
+            dst = prefix + rel
             existing = None
             try:
                 if parent not in new_dirs:
@@ -88,8 +89,12 @@ class Planner:
                 if not is_dir:
                     new_dirs.add(rel)
                 dirs_at[rel] = _folder_of(existing, dirs_at[parent])
-            if action is not None:
+            if action is None:
+                continue
+            if action.existing is not None and action.existing.kind is Kind.DIR and self.config.delete:
                 yield from self._clear_the_way(action)
+            else:
+                yield action
 
     def deletions(self) -> Iterator[Action]:
         """The --delete actions, after the transfers; none at all if any source could not be read."""
@@ -119,8 +124,7 @@ class Planner:
     def _clear_the_way(self, action: Action) -> Iterator[Action]:
         """With --delete, a folder where the source has something else is deleted first."""
         existing = action.existing
-        if (self.config.delete and existing is not None and existing.kind is Kind.DIR
-                and action.op in _REPLACING and action.src is not None and action.src.kind is not Kind.DIR):
+        if action.op in _REPLACING and action.src is not None and action.src.kind is not Kind.DIR:
             removal = Action(Op.DELETE, action.rel, action.dst, existing=existing,
                              reason=f"a folder where the source has a {action.src.kind}")
             if self._within_delete_budget(removal):

@@ -50,6 +50,12 @@ GNU_LONGLINK = b"K"
 # header, which a receiver does twice per file. 's' pads with NULs and cuts, as the format wants.
 _USTAR = struct.Struct("100s8s8s8s12s12s8s1s100s8s32s32s8s8s155s12x")
 _CHECKSUM = slice(148, 156)
+# The same layout for writing, with the runs of numbers (mode..mtime, devmajor + devminor) as one
+# field each: most headers then take two % formats instead of seven encode_number calls.
+_USTAR_OUT = struct.Struct("100s48s8s1s100s8s32s32s16s155s12x")
+_OCTAL_NUMBERS = b"%07o\x00%07o\x00%07o\x00%011o\x00%011o\x00"
+_OCTAL_DEVICES = b"%07o\x00%07o\x00"
+_OCTAL8, _OCTAL12 = 8**7, 8**11  # what an 8- and a 12-byte octal field hold
 _BLANK_CHECKSUM = b" " * 8  # what the checksum field counts as while summing
 _BLANK_SUM = sum(_BLANK_CHECKSUM)
 
@@ -103,9 +109,9 @@ def decode_number(field: bytes) -> int:
 
 def format_ns_time(ns: int) -> bytes:
     """Pax time with ns precision; the sign covers the whole value (-1.5 s is "-1.500000000")."""
-    sign = b"-" if ns < 0 else b""
-    sec, frac = divmod(abs(ns), 1_000_000_000)
-    return b"%s%d.%09d" % (sign, sec, frac)
+    if ns >= 0:
+        return b"%d.%09d" % divmod(ns, 1_000_000_000)
+    return b"-%d.%09d" % divmod(-ns, 1_000_000_000)
 
 
 def parse_ns_time(value: bytes) -> int:
@@ -132,12 +138,11 @@ def parse_decimal(value: bytes, key: str, limit: int) -> int:
 
 
 def byte_sum(data: bytes) -> int:
-    """sum(data), five times faster on a header block: adler32's first half is 1 + the byte sum
+    """sum(data), five times faster on a header block: adler32's low half is 1 + the byte sum
     modulo 65521, exact for pieces of 256 bytes (at most 65280)."""
-    total = 0
-    for start in range(0, len(data), 256):
-        total += (zlib.adler32(data[start : start + 256]) & 0xFFFF) - 1
-    return total
+    if len(data) == BLOCK:
+        return (zlib.adler32(data[:256]) & 0xFFFF) + (zlib.adler32(data[256:]) & 0xFFFF) - 2
+    return sum((zlib.adler32(data[start : start + 256]) & 0xFFFF) - 1 for start in range(0, len(data), 256))
 
 
 def checksum_ok(block: bytes) -> bool:
@@ -199,21 +204,24 @@ def encode_header(
     """One POSIX ustar block. Values that do not fit are the caller's to carry in pax records;
     here a long name is split at a '/' into prefix + name when possible, else cut."""
     prefix, name = _split_name(name)
-    block = _USTAR.pack(
+    if 0 <= mode < _OCTAL8 and 0 <= uid < _OCTAL8 and 0 <= gid < _OCTAL8 and 0 <= size < _OCTAL12 and 0 <= mtime < _OCTAL12:
+        numbers = _OCTAL_NUMBERS % (mode, uid, gid, size, mtime)
+    else:
+        numbers = b"".join(encode_number(value, width) for value, width in ((mode, 8), (uid, 8), (gid, 8), (size, 12), (mtime, 12)))
+    if 0 <= devmajor < _OCTAL8 and 0 <= devminor < _OCTAL8:
+        devices = _OCTAL_DEVICES % (devmajor, devminor)
+    else:
+        devices = encode_number(devmajor, 8) + encode_number(devminor, 8)
+    block = _USTAR_OUT.pack(
         name,
-        encode_number(mode, 8),
-        encode_number(uid, 8),
-        encode_number(gid, 8),
-        encode_number(size, 12),
-        encode_number(mtime, 12),
+        numbers,
         _BLANK_CHECKSUM,
         typeflag,
         linkname,
         POSIX_MAGIC,
         uname if len(uname) <= 32 else b"",
         gname if len(gname) <= 32 else b"",
-        encode_number(devmajor, 8),
-        encode_number(devminor, 8),
+        devices,
         prefix,
     )
     return block[:148] + b"%06o\x00 " % byte_sum(block) + block[156:]
@@ -245,11 +253,12 @@ def padding(size: int) -> int:
 
 def record(key: bytes, value: bytes) -> bytes:
     """'<len> <key>=<value>\\n' where <len> counts the whole record, its own digits included."""
-    payload = b" %s=%s\n" % (key, value)
-    length = len(payload) + 1
-    while len(str(length)) + len(payload) != length:
-        length = len(str(length)) + len(payload)
-    return b"%d%s" % (length, payload)
+    rest = len(key) + len(value) + 3  # ' ', '=' and '\n'
+    digits = len(str(rest))
+    length = rest + digits
+    if len(str(length)) != digits:  # the digits themselves pushed it past a power of ten
+        length += 1
+    return b"%d %s=%s\n" % (length, key, value)
 
 
 def encode_records(records: list[tuple[str, bytes]]) -> bytes:
