@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import compileall
 import contextlib
 import shutil
 import sys
@@ -116,6 +117,9 @@ def main(argv: list[str] | None = None) -> int:
     keys = args.only or [*WORKLOADS, EFFICIENCY]
     zcp = find_zcp(args.zcp)
     mkdata = find_mkdata(args.mkdata)
+    # As an installed package would be: compiled once, not at every start (PYTHONDONTWRITEBYTECODE
+    # or an editable install would otherwise charge every zcp run for compiling its modules).
+    compileall.compile_dir(Path(__file__).resolve().parent.parent / "src", quiet=1)
     markdown = args.markdown.absolute() if args.markdown else None
     # Tools run inside the scratch folder, so a relative path one of them writes (say a zcp that takes
     # "-" for a file name) lands there and not in the caller's tree.
