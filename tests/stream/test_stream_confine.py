@@ -64,13 +64,14 @@ def test_openat2_itself_refuses_escapes(tmp_path):
 
 @pytest.mark.parametrize(
     "name, parts",
-    [("a/b", ("a", "b")), ("./a//b/", ("a", "b")), (".", ()), ("./", ()), ("a/./b", ("a", "b"))],
+    [("a/b", ("a", "b")), ("./a//b/", ("a", "b")), (".", ()), ("./", ()), ("a/./b", ("a", "b")), ("a/b/", ("a", "b")),
+     ("x/./", ("x",)), ("a.b/.c", ("a.b", ".c")), ("...", ("...",))],
 )
 def test_names_split_into_components(name, parts):
     assert split_name(name) == parts
 
 
-@pytest.mark.parametrize("name", ["", "/etc/passwd", "..", "a/../b", "a/..", "a\x00b"])
+@pytest.mark.parametrize("name", ["", "/etc/passwd", "..", "a/../b", "a/..", "a\x00b", "./../a", "a/b/../../.."])
 def test_unsafe_names_are_refused(name):
     with pytest.raises(StreamError):
         split_name(name)

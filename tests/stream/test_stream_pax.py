@@ -98,3 +98,75 @@ def test_pax_header_blocks_are_padded():
     assert len(data) % pax.BLOCK == 0
     header = pax.decode_header(data[: pax.BLOCK])
     assert pax.decode_records(data[pax.BLOCK : pax.BLOCK + header.size]) == {"path": b"a" * 600}
+
+
+@given(st.binary(max_size=2000))
+def test_byte_sum_is_the_sum_of_the_bytes(data):
+    assert pax.byte_sum(data) == sum(data)
+
+
+@pytest.mark.parametrize(
+    "numbers",
+    [
+        dict(uid=8**7, gid=2**32 - 2, size=8**11 + 5, mtime=-1, devmajor=8**7, devminor=-3),  # base-256 path
+        dict(mode=0o7777, uid=8**7 - 1, gid=0, size=8**11 - 1, mtime=8**11 - 1, devmajor=8**7 - 1, devminor=1),
+    ],
+)
+def test_headers_round_trip_in_and_out_of_the_octal_range(numbers):
+    header = pax.decode_header(pax.encode_header(b"f", pax.REGULAR, **numbers))
+    assert {key: getattr(header, key) for key in numbers} == numbers
+
+
+def test_numbers_as_other_tars_write_them_in_a_whole_header():
+    """Blank, space-terminated and base-256 fields take the long way and read as before."""
+    block = bytearray(pax.encode_header(b"f", pax.REGULAR, mode=0o644, size=10))
+    block[100:108] = b"   644 \x00"  # mode: leading blanks, space-terminated
+    block[108:116] = b"\x00" * 8  # uid: blank
+    block[124:136] = b"\x80" + (10).to_bytes(11, "big")  # size: base-256
+    block[148:156] = b"%06o\x00 " % sum(block[:148] + b" " * 8 + block[156:])
+    header = pax.decode_header(bytes(block))
+    assert (header.mode, header.uid, header.size) == (0o644, 0, 10)
+    block[116:124] = b"12z4\x00\x00\x00\x00"  # gid: not octal
+    block[148:156] = b"%06o\x00 " % sum(block[:148] + b" " * 8 + block[156:])
+    with pytest.raises(StreamError, match="bad octal"):
+        pax.decode_header(bytes(block))
+
+
+_RECORD_BYTES = st.binary(max_size=12).map(lambda b: b.replace(b"\x00", b"0"))
+
+
+@given(
+    st.lists(st.tuples(st.sampled_from([b"path", b"k=", b"a\nb", b"mtime", b""]), _RECORD_BYTES, st.binary(max_size=3)), max_size=4),
+    st.integers(0, 3),
+)
+def test_the_one_pass_record_parser_agrees_with_the_exact_one(parts, nul_padding):
+    """Well-formed, slightly wrong and wrongly sized records: same dict or same error both ways."""
+    data = b"".join(pax.record(key, value)[: len(pax.record(key, value)) - len(cut)] + cut for key, value, cut in parts)
+    data += b"\x00" * nul_padding
+
+    def parsed(parse):
+        try:
+            return parse(data)
+        except StreamError as exc:
+            return str(exc)
+
+    assert parsed(pax.decode_records) == parsed(pax._decode_records_exactly)
+
+
+def test_values_with_newlines_take_the_exact_parser():
+    data = pax.record(b"path", b"a\nb") + pax.record(b"mtime", b"1.5")
+    assert pax.decode_records(data) == {"path": b"a\nb", "mtime": b"1.5"}
+
+
+@given(st.integers(0, 20_000))
+def test_record_lengths_are_exact_at_every_size(value_size):
+    record = pax.record(b"k", b"v" * value_size)
+    assert int(record.split(b" ", 1)[0]) == len(record)
+
+
+def test_odd_times():
+    assert pax.parse_ns_time(b"1.") == 1_000_000_000
+    assert pax.parse_ns_time(b"-0.5") == -500_000_000
+    for bad in (b"-", b"+1", b".5", b"1.-5", "١".encode(), b" 1", b"1" * 21):
+        with pytest.raises(StreamError):
+            pax.parse_ns_time(bad)

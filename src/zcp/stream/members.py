@@ -30,6 +30,8 @@ _KIND_BY_TYPE = {
     pax.FIFO: Kind.FIFO,
 }
 _META_TYPES = frozenset({pax.PAX_EXTENDED, pax.PAX_GLOBAL, pax.GNU_LONGNAME, pax.GNU_LONGLINK})
+# Keys known not to be GNU.sparse.*: a member carrying only these needs no prefix check.
+_PLAIN_KEYS = frozenset({"path", "linkpath", "size", "uid", "gid", "mtime", "atime", "hdrcharset", pax.KEY_VERSION, pax.KEY_HASH})
 _TIME_LIMIT = 1 << 63  # ns, what utimensat takes
 _ID_LIMIT = 2**32 - 2  # (uid_t)-1 means "leave unchanged" to chown
 # Bodies this small are dropped with the next header in one read; larger ones in bounded chunks.
@@ -150,7 +152,7 @@ class TarReader:
         the same call and kept for the next _read: only ever the header block that comes next."""
         if self._peeked:
             head, self._peeked = self._peeked[:length], self._peeked[length:]
-            return head + read_exact(self.fd, length - len(head))
+            return head if len(head) == length else head + read_exact(self.fd, length - len(head))
         data = read_exact(self.fd, length + ahead)
         if len(data) <= length:
             return data
@@ -177,10 +179,12 @@ class TarReader:
     def _member(
         self, header: pax.Header, records: dict[str, bytes], long_name: bytes | None, long_link: bytes | None
     ) -> Member:
-        records = {key: value for key, value in records.items() if value}  # empty value: unset
-        for key in records:
-            if key.startswith("GNU.sparse."):
-                raise StreamError("sparse tar entries are not supported")
+        if b"" in records.values():
+            records = {key: value for key, value in records.items() if value}  # empty value: unset
+        if not records.keys() <= _PLAIN_KEYS:
+            for key in records:
+                if key.startswith("GNU.sparse."):
+                    raise StreamError("sparse tar entries are not supported")
         get = records.get
         name = get("path", long_name if long_name is not None else header.name)
         linkname = get("linkpath", long_link if long_link is not None else header.linkname)
@@ -202,19 +206,19 @@ class TarReader:
         if not (0 <= uid <= _ID_LIMIT and 0 <= gid <= _ID_LIMIT):
             raise StreamError(f"absurd owner {uid}:{gid} for {os.fsdecode(name)!r}")
         return Member(
-            name.decode(_FS_ENCODING, _FS_ERRORS),
-            Kind.FILE if hardlink else _KIND_BY_TYPE[typeflag],
-            hardlink,
-            header.mode & 0o7777,
-            uid,
-            gid,
-            size,
-            mtime_ns,
-            atime_ns,
-            linkname.decode(_FS_ENCODING, _FS_ERRORS),
-            header.devmajor,
-            header.devminor,
-            _digest(get(pax.KEY_HASH), name),
+            name=name.decode(_FS_ENCODING, _FS_ERRORS),
+            kind=Kind.FILE if hardlink else _KIND_BY_TYPE[typeflag],
+            hardlink=hardlink,
+            mode=header.mode & 0o7777,
+            uid=uid,
+            gid=gid,
+            size=size,
+            mtime_ns=mtime_ns,
+            atime_ns=atime_ns,
+            linkname=linkname.decode(_FS_ENCODING, _FS_ERRORS),
+            devmajor=header.devmajor,
+            devminor=header.devminor,
+            digest=_digest(get(pax.KEY_HASH), name),
         )
 
 

@@ -75,17 +75,21 @@ def write_all(fd: int, data: bytes) -> None:
 
 def read_exact(fd: int, length: int) -> bytes:
     """Read exactly ``length`` bytes, fewer only at EOF. Never reads past them."""
-    data = bytearray()
-    while len(data) < length:
+    chunks: list[bytes] = []
+    got = 0
+    while got < length:
         try:
-            chunk = os.read(fd, length - len(data))
+            chunk = os.read(fd, length - got)
         except BlockingIOError:
             _wait(fd, select.POLLIN)
             continue
         if not chunk:
             break
-        data += chunk
-    return bytes(data)
+        if len(chunk) == length:  # the usual case: all of it in one read, no copy
+            return chunk
+        chunks.append(chunk)
+        got += len(chunk)
+    return b"".join(chunks)
 
 
 def discard(fd: int, length: int | None) -> int:

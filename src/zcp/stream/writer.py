@@ -129,9 +129,11 @@ class _Sender:
         self._held = b""
 
     def hold(self, data: bytes) -> None:
+        """Send ``data`` with the next put (the global header, a body's padding)."""
         self._held += data
 
     def put(self, data: bytes) -> None:
+        """Write what is held, then ``data``, in one call."""
         write_all(self.out_fd, self._held + data)
         self._held = b""
 

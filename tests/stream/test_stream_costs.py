@@ -1,0 +1,184 @@
+"""Per-entry cost of the stream: how many reads and writes an entry takes, and that the cheaper
+paths read and write exactly what the plain ones did (no byte past a header, padding kept)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from stream_support import END, build_tree, collect, member, receive_bytes, snapshot, walk_items, zcp_global
+
+from zcp.errors import StreamError
+from zcp.model import Entry
+from zcp.stream import members, pax, receive, write_stream, writer
+from zcp.stream.members import TarReader
+
+SIZES = [0, 1, 100, 511, 512, 513, 1024, 70_000, 0, 3]
+
+
+def small_tree(root: Path) -> Path:
+    """Folders with files of awkward sizes, a symlink and an empty folder."""
+    for folder in ("a", "a/b", "c", "empty"):
+        (root / folder).mkdir(parents=True)
+    for i, size in enumerate(SIZES):
+        folder = ("a", "a/b", "c")[i % 3]
+        (root / folder / f"f{i}").write_bytes(os.urandom(size))
+    os.symlink("f0", root / "a" / "link")
+    return root
+
+
+class CountingReads:
+    def __init__(self, monkeypatch: pytest.MonkeyPatch):
+        self.calls = 0
+        real = members.read_exact
+
+        def counted(fd: int, length: int) -> bytes:
+            self.calls += 1
+            return real(fd, length)
+
+        monkeypatch.setattr(members, "read_exact", counted)
+
+
+def test_reader_takes_two_reads_per_zcp_entry_and_never_reads_into_a_body(tmp_path, monkeypatch):
+    src = small_tree(tmp_path / "src")
+    items = walk_items(src)
+    archive = tmp_path / "stream.tar"
+    archive.write_bytes(collect(lambda fd: write_stream(fd, items)))
+    reads = CountingReads(monkeypatch)
+
+    fd = os.open(archive, os.O_RDONLY)
+    try:
+        reader = TarReader(fd)
+        seen = 0
+        while (got := reader.next()) is not None:
+            position = os.lseek(fd, 0, os.SEEK_CUR)
+            if got.kind == "file" and not got.hardlink:
+                # The body starts exactly where the reader stopped: nothing of it was read.
+                assert os.pread(fd, got.size, position) == (src / got.name).read_bytes()
+            os.lseek(fd, got.size, os.SEEK_CUR)
+            reader.end_body(got)
+            seen += 1
+    finally:
+        os.close(fd)
+
+    assert seen == len(items)
+    # global header + its body: 2 reads; each entry: padding + 'x' header, then 'x' body + ustar
+    # header; the end marker's second block: 1.
+    assert reads.calls <= 2 * len(items) + 3
+
+
+def test_writer_makes_one_write_per_entry_and_one_for_the_end(tmp_path, monkeypatch):
+    src = small_tree(tmp_path / "src")
+    items = walk_items(src)
+    writes: list[bytes] = []
+    real = writer.write_all
+
+    def counted(fd: int, data: bytes) -> None:
+        writes.append(bytes(data))
+        real(fd, data)
+
+    monkeypatch.setattr(writer, "write_all", counted)
+    data = collect(lambda fd: write_stream(fd, items))
+
+    assert len(writes) == len(items) + 1
+    assert writes[-1].endswith(END) and len(writes[-1]) % pax.BLOCK == 0
+    assert len(data) % pax.BLOCK == 0
+    receive_bytes(data, f"{tmp_path / 'dest'}/")
+    assert snapshot(tmp_path / "dest") == snapshot(src)
+
+
+def test_padding_held_back_survives_entries_left_out(tmp_path):
+    """The padding of a body goes out with the next header written, even past vanished entries."""
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "first").write_bytes(b"x" * 100)
+    (src / "gone").write_bytes(b"y" * 7)
+    (src / "last").write_bytes(b"z" * 3)
+    items = walk_items(src)
+    (src / "gone").unlink()
+
+    data = collect(lambda fd: write_stream(fd, items))
+    receive_bytes(data, f"{tmp_path / 'dest'}/")
+
+    assert sorted(os.listdir(tmp_path / "dest")) == ["first", "last"]
+    assert (tmp_path / "dest" / "first").read_bytes() == b"x" * 100
+    assert (tmp_path / "dest" / "last").read_bytes() == b"z" * 3
+
+
+def test_a_stream_cut_inside_the_padding_fails_before_the_file_is_placed(tmp_path):
+    whole = zcp_global() + member(b"f", body=b"abc") + END
+    cut = whole[: len(zcp_global()) + pax.BLOCK + 3 + 100]  # header, body, part of the padding
+    dest = tmp_path / "dest"
+    with pytest.raises(StreamError, match="ends inside the body of 'f'"):
+        receive_bytes(cut, f"{dest}/")
+    assert os.listdir(dest) == []
+
+
+def test_a_plain_tar_cut_right_after_a_padding_ends_cleanly(tmp_path):
+    """GNU tar accepts an archive without end marker; the read ahead of the next header meets EOF."""
+    data = member(b"f", body=b"abc") + member(b"g", body=b"")
+    stats = receive_bytes(data, f"{tmp_path / 'dest'}/")
+    assert stats.files == 2
+    assert (tmp_path / "dest" / "f").read_bytes() == b"abc"
+
+
+def test_a_corrupt_extended_header_is_refused_after_a_good_one_with_the_same_size(tmp_path):
+    """'x' header blocks are decoded once per distinct block: a corrupt one is still checked."""
+    records = [("mtime", b"1.000000000")]
+    good = pax.pax_header(b"././@PaxHeader", pax.PAX_EXTENDED, records)
+    bad = bytearray(good)
+    bad[0] ^= 1  # same size field, broken checksum
+    stream = member(b"f", body=b"1", records=records) + bytes(bad) + member(b"g", body=b"2")[: pax.BLOCK] + END
+    with pytest.raises(StreamError, match="bad tar header"):
+        receive_bytes(stream, f"{tmp_path / 'dest'}/")
+
+
+def test_names_are_checked_under_each_folder_even_when_folders_interleave(tmp_path):
+    """A name's folders are checked again whenever the folder changes from the previous entry."""
+    stream = (
+        member(b"x/f1", body=b"1")
+        + member(b"y/f2", body=b"2")
+        + member(b"x/f3", body=b"3")
+        + member(b"y/f2/g", body=b"4")  # beneath a file
+        + END
+    )
+    with pytest.raises(StreamError, match="is a file in this stream"):
+        receive_bytes(stream, f"{tmp_path / 'dest'}/")
+
+
+def test_the_full_sample_tree_round_trips_through_a_file(tmp_path):
+    """The sample tree of the other tests, written to a file (copy_file_range) and read back."""
+    src = build_tree(tmp_path / "src", fifo=False)
+    archive = tmp_path / "stream.tar"
+    fd = os.open(archive, os.O_WRONLY | os.O_CREAT, 0o644)
+    try:
+        write_stream(fd, walk_items(src))
+    finally:
+        os.close(fd)
+    fd = os.open(archive, os.O_RDONLY)
+    try:
+        stats = receive(fd, f"{tmp_path / 'dest'}/")
+    finally:
+        os.close(fd)
+    assert snapshot(tmp_path / "dest") == snapshot(src)
+    assert stats.verified == stats.files
+
+
+def test_file_headers_carry_the_metadata_of_the_fd_sent_from(tmp_path):
+    """The writer builds a file's headers from the fstat of the fd it sends from."""
+    path = tmp_path / "f"
+    path.write_bytes(b"data")
+    os.utime(path, ns=(1_234_567_890_123_456_789, 1_500_000_000_987_654_321))
+    entry = Entry.from_stat(str(path), os.lstat(path))
+    data = collect(lambda fd: write_stream(fd, [("f", entry)]))
+    reader_input = tmp_path / "stream.tar"
+    reader_input.write_bytes(data)
+    fd = os.open(reader_input, os.O_RDONLY)
+    try:
+        got = TarReader(fd).next()
+    finally:
+        os.close(fd)
+    assert got is not None
+    assert (got.name, got.size, got.mode) == ("f", 4, entry.mode)
+    assert (got.mtime_ns, got.atime_ns) == (1_500_000_000_987_654_321, 1_234_567_890_123_456_789)
