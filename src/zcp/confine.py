@@ -91,6 +91,7 @@ class ConfinedDir:
 
     @property
     def uses_openat2(self) -> bool:
+        """Which confinement this instance enforces (openat2, or the O_NOFOLLOW walk)."""
         return self._use_openat2
 
     def close(self) -> None:

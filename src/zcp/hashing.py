@@ -107,10 +107,6 @@ def hash_path(path: str, progress: Progress | None = None, *, follow_symlinks: b
         os.close(fd)
 
 
-def hash_bytes(data: bytes | bytearray | memoryview) -> bytes:
-    return xxhash.xxh3_128_digest(data)
-
-
 def hex_digest(digest: bytes) -> str:
     """Canonical (big-endian) hex, as ``xxhsum -H2`` prints it."""
     return digest.hex()

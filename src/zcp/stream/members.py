@@ -73,7 +73,6 @@ class TarReader:
         self._globals: dict[str, bytes] = {}
         self._started = False
         self.is_zcp = False
-        self.ended = False
 
     def next(self) -> Member | None:
         """The next member, or None at the end of the archive. Its body is left unread."""
@@ -135,7 +134,6 @@ class TarReader:
             # so from zcp a missing end marker means the writer died.
             if self.is_zcp:
                 raise StreamError("truncated stream: no end-of-archive marker")
-            self.ended = True
             return None
         if len(block) < pax.BLOCK:
             raise StreamError("truncated stream: it ends inside a header")
@@ -144,7 +142,6 @@ class TarReader:
         second = self._read(pax.BLOCK)
         if second and second != pax.ZERO_BLOCK:
             raise StreamError("malformed stream: a lone zero block before more entries")
-        self.ended = True
         return None
 
     def _read(self, length: int, ahead: int = 0) -> bytes:
