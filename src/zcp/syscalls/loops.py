@@ -71,13 +71,7 @@ def copy_file_range(
     return _run(
         Method.COPY_FILE_RANGE,
         lambda count, src_pos, dst_pos: os.copy_file_range(src_fd, dst_fd, count, src_pos, dst_pos),
-        src_fd,
-        dst_fd,
-        length,
-        src_off,
-        dst_off,
-        progress,
-        zero_first_is_unsupported=True,
+        src_fd, dst_fd, length, src_off, dst_off, progress, zero_first_is_unsupported=True,
     )
 
 
@@ -96,14 +90,8 @@ def sendfile(
         # sendfile writes at the output's position; seeking a pipe or socket fails with ESPIPE.
         os.lseek(dst_fd, dst_off, os.SEEK_SET)
     return _run(
-        Method.SENDFILE,
-        lambda count, src_pos, _dst_pos: os.sendfile(dst_fd, src_fd, src_pos, count),
-        src_fd,
-        dst_fd,
-        length,
-        src_off,
-        dst_off,
-        progress,
+        Method.SENDFILE, lambda count, src_pos, _dst_pos: os.sendfile(dst_fd, src_fd, src_pos, count),
+        src_fd, dst_fd, length, src_off, dst_off, progress,
     )
 
 
@@ -118,14 +106,8 @@ def splice(
     """Move pages through a pipe: directly if either side is one, else through an internal pipe."""
     if _is_pipe(src_fd) or _is_pipe(dst_fd):
         return _run(
-            Method.SPLICE,
-            lambda count, src_pos, dst_pos: os.splice(src_fd, dst_fd, count, src_pos, dst_pos),
-            src_fd,
-            dst_fd,
-            length,
-            src_off,
-            dst_off,
-            progress,
+            Method.SPLICE, lambda count, src_pos, dst_pos: os.splice(src_fd, dst_fd, count, src_pos, dst_pos),
+            src_fd, dst_fd, length, src_off, dst_off, progress,
         )
     return _splice_through_pipe(src_fd, dst_fd, length, src_off, dst_off, progress)
 
