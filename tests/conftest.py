@@ -135,3 +135,21 @@ def sigio_ignored():
     hashing.prepare_signals()
     yield
     signal.signal(signal.SIGIO, previous)
+
+
+HANG_LIMIT_S = 20
+
+
+@pytest.fixture
+def no_hang():
+    """A loop that never ends fails its test instead of stalling the suite."""
+    import signal
+
+    def expire(signum, frame):
+        raise TimeoutError(f"test still running after {HANG_LIMIT_S} s")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.alarm(HANG_LIMIT_S)
+    yield
+    signal.alarm(0)
+    signal.signal(signal.SIGALRM, previous)

@@ -39,16 +39,21 @@ def test_unreadable_file_exits_23_and_the_rest_is_copied(tmp_path, monkeypatch, 
     assert sorted(os.listdir(dst)) == ["a", "c"]
 
 
-def test_file_vanishing_after_planning_exits_24_and_the_rest_is_copied(tmp_path, monkeypatch, capsys):
-    src, dst = _tree(tmp_path), tmp_path / "dst"
+def _unlink_when_planned(monkeypatch, path, rel: str) -> None:
+    """The file vanishes between the plan and the copy."""
     planned = TextSink.planned
 
-    def delete_b_when_planned(self, action):
-        if action.rel == "b":
-            os.unlink(src / "b")
+    def unlink_then_plan(self, action):
+        if action.rel == rel:
+            os.unlink(path)
         planned(self, action)
 
-    monkeypatch.setattr(TextSink, "planned", delete_b_when_planned)
+    monkeypatch.setattr(TextSink, "planned", unlink_then_plan)
+
+
+def test_file_vanishing_after_planning_exits_24_and_the_rest_is_copied(tmp_path, monkeypatch, capsys):
+    src, dst = _tree(tmp_path), tmp_path / "dst"
+    _unlink_when_planned(monkeypatch, src / "b", "b")
     result = call_zcp(capsys, "-r", f"{src}/", dst)
     assert result.code == ExitCode.VANISHED
     [line] = result.err_lines
@@ -60,14 +65,7 @@ def test_failure_outranks_vanishing(tmp_path, monkeypatch, capsys):
     """One file failed and one vanished: 23, like rsync."""
     src, dst = _tree(tmp_path), tmp_path / "dst"
     (dst / "c" / "full").mkdir(parents=True)  # a full folder where the source has a file: that file fails
-    planned = TextSink.planned
-
-    def delete_b_when_planned(self, action):
-        if action.rel == "b":
-            os.unlink(src / "b")
-        planned(self, action)
-
-    monkeypatch.setattr(TextSink, "planned", delete_b_when_planned)
+    _unlink_when_planned(monkeypatch, src / "b", "b")
     result = call_zcp(capsys, "-r", f"{src}/", dst)
     assert result.code == ExitCode.PARTIAL
     assert len(result.err_lines) == 2 and all(line.startswith("zcp: ") for line in result.err_lines)

@@ -6,7 +6,6 @@ Imported by name from the test modules (a conftest.py here would shadow tests/co
 from __future__ import annotations
 
 import os
-import signal
 from collections.abc import Callable
 from pathlib import Path
 
@@ -15,21 +14,6 @@ import pytest
 from zcp.exec.events import RecordingSink
 from zcp.model import Action
 
-HANG_LIMIT_S = 20
-
-
-@pytest.fixture(autouse=True)
-def no_hang():
-    """A copy that never ends fails its test instead of stalling the suite."""
-
-    def expire(signum, frame):
-        raise TimeoutError(f"still running after {HANG_LIMIT_S} s")
-
-    previous = signal.signal(signal.SIGALRM, expire)
-    signal.alarm(HANG_LIMIT_S)
-    yield
-    signal.alarm(0)
-    signal.signal(signal.SIGALRM, previous)
 
 
 # behaviour(call number from 1, the real function, its arguments) -> what the call returns

@@ -12,13 +12,15 @@ import sys
 from pathlib import Path
 
 import pytest
-from exec_support import HookSink, Injected, fail_call, no_hang, temp_files  # noqa: F401 (fixture)
+from exec_support import HookSink, Injected, fail_call, temp_files  # noqa: F401 (fixture)
 
 from zcp.cli.output import summary_lines
 from zcp.config import Config, Method, Preserve
 from zcp.errors import UNSUPPORTED_ERRNOS, ExitCode
 from zcp.exec.events import RecordingSink
 from zcp.replicate import replicate
+
+pytestmark = pytest.mark.usefixtures("no_hang")  # a loop that never ends fails, not stalls
 
 MIB = 1 << 20
 SOURCE_CHANGED = re.compile(r"changed|ended early|shrank")

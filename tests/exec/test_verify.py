@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from exec_support import HookSink, no_hang, temp_files  # noqa: F401 (fixture)
+from exec_support import HookSink, temp_files  # noqa: F401 (fixture)
 
 import zcp.exec.executor as executor_module
 from zcp import hashing
@@ -21,6 +21,7 @@ from zcp.config import Config
 from zcp.errors import ExitCode
 from zcp.exec import verify
 from zcp.replicate import replicate
+
 
 MIB = 1 << 20
 GIB = 1 << 30
@@ -88,7 +89,8 @@ def _tamper_sparse(monkeypatch, tamper: Callable[[int], None], times: int | None
     return tamperer
 
 
-pytestmark = pytest.mark.usefixtures("sigio_ignored")  # as in the CLI: leases and mmap allowed
+# as in the CLI: leases and mmap allowed; a loop that never ends fails, not stalls
+pytestmark = pytest.mark.usefixtures("sigio_ignored", "no_hang")
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import random
-import signal
 import socket
 import threading
 import time
@@ -128,21 +127,6 @@ class Faulty:
             self.kernel_eagain += 1
             raise
 
-HANG_LIMIT_S = 20
-
-
-@pytest.fixture(autouse=True)
-def no_hang():
-    """A loop that never ends fails its test instead of stalling the suite."""
-
-    def expire(signum, frame):
-        raise TimeoutError(f"test still running after {HANG_LIMIT_S} s")
-
-    previous = signal.signal(signal.SIGALRM, expire)
-    signal.alarm(HANG_LIMIT_S)
-    yield
-    signal.alarm(0)
-    signal.signal(signal.SIGALRM, previous)
 
 
 class Fds:

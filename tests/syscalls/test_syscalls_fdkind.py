@@ -5,9 +5,11 @@ from __future__ import annotations
 import os
 
 import pytest
-from syscalls_support import fds, no_hang  # noqa: F401 (fixtures)
+from syscalls_support import fds  # noqa: F401 (fixtures)
 
 from zcp.syscalls import FdKind, classify
+
+pytestmark = pytest.mark.usefixtures("no_hang")  # a loop that never ends fails, not stalls
 
 
 def test_regular_file_with_and_without_append(fds):

@@ -7,11 +7,13 @@ import os
 import select
 
 import pytest
-from syscalls_support import Drain, Faulty, Feed, fds, no_hang, random_bytes  # noqa: F401 (fixtures)
+from syscalls_support import Drain, Faulty, Feed, fds, random_bytes  # noqa: F401 (fixtures)
 
 from zcp.config import Method
 from zcp.errors import UNSUPPORTED_ERRNOS, SourceChanged, Unsupported
 from zcp.syscalls import COPIERS, copy_file_range, read_write, splice
+
+pytestmark = pytest.mark.usefixtures("no_hang")  # a loop that never ends fails, not stalls
 
 MiB = 1 << 20
 METHODS = list(COPIERS)

@@ -9,11 +9,13 @@ import subprocess
 
 import pytest
 from conftest import need_tool
-from syscalls_support import no_hang, random_bytes  # noqa: F401 (fixture)
+from syscalls_support import random_bytes  # noqa: F401 (fixture)
 
 from zcp.config import Method
 from zcp.errors import Unsupported
 from zcp.syscalls import COPIERS, reflink, reflink_range
+
+pytestmark = pytest.mark.usefixtures("no_hang")  # a loop that never ends fails, not stalls
 
 SIZE = 256 * 1024
 

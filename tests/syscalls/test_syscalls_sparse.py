@@ -7,11 +7,13 @@ import os
 import time
 
 import pytest
-from syscalls_support import Faulty, fds, no_hang, random_bytes  # noqa: F401 (fixtures)
+from syscalls_support import Faulty, fds, random_bytes  # noqa: F401 (fixtures)
 
 from zcp.config import Method
 from zcp.errors import SourceChanged, Unsupported
 from zcp.syscalls import COPIERS, copy_file_data, copy_file_range, data_segments, read_write
+
+pytestmark = pytest.mark.usefixtures("no_hang")  # a loop that never ends fails, not stalls
 
 TiB = 1 << 40
 FAR = 512 << 30  # a block-aligned offset deep inside the 1 TiB file
