@@ -295,3 +295,33 @@ def test_archive_run_with_a_fault_still_sets_folder_metadata(monkeypatch, pair):
     assert stats.failed == 1
     st = os.lstat(dst / "sub")
     assert (st.st_mode & 0o7777, st.st_mtime_ns) == (0o750, 1_500_000_000_000_000_003)
+
+
+def test_a_refused_link_of_an_unnamed_file_falls_back_to_a_named_temp(tmp_path, monkeypatch):
+    """O_TMPFILE needs linkat() of /proc/self/fd/N; where that is refused the file is written again,
+    under a temp name, and the device is not asked again."""
+    from zcp.config import Config, Preserve
+    from zcp.exec.events import RecordingSink
+    from zcp.replicate import replicate
+
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(3):
+        (src / f"f{i}").write_bytes(os.urandom(5000 + i))
+    real_link = os.link
+    refused = []
+
+    def link(source, target, *args, **kwargs):
+        if str(source).startswith("/proc/self/fd/"):
+            refused.append(target)
+            raise PermissionError(errno.EPERM, "Operation not permitted")
+        return real_link(source, target, *args, **kwargs)
+
+    monkeypatch.setattr(os, "link", link)
+    stats = replicate([f"{src}/"], str(tmp_path / "dst"), Config(recursive=True, preserve=Preserve.archive(), jobs=1),
+                      RecordingSink())
+    assert stats.files == 3 and stats.failed == 0
+    assert len(refused) == 1  # asked once, then named temp files for that device
+    for i in range(3):
+        assert (tmp_path / "dst" / f"f{i}").read_bytes() == (src / f"f{i}").read_bytes()
+    assert temp_files(tmp_path / "dst") == []

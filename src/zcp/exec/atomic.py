@@ -68,7 +68,9 @@ def create_temp(target: str, mode: int = 0o600) -> tuple[str, int]:
 _ROOT_FD = os.open("/", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
 # O_TMPFILE is refused by filesystems that lack it (EOPNOTSUPP), or by old kernels (EISDIR, EINVAL).
 _NO_TMPFILE = frozenset({errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL})
-_PROC_FD = os.path.isdir("/proc/self/fd")  # the only way to give an unnamed inode a name
+_PROC_FD = os.path.isdir("/proc/self/fd")
+# linkat() of /proc/self/fd/N refused (an LSM, a restricted /proc, a filesystem that cannot).
+_CANNOT_NAME = frozenset({errno.ENOENT, errno.EPERM, errno.EACCES, errno.EXDEV, errno.EOPNOTSUPP, errno.ELOOP})  # the only way to give an unnamed inode a name
 
 
 class Pending:
@@ -104,6 +106,10 @@ class Pending:
                 make_beside(self.target, lambda path: os.link(
                     f"/proc/self/fd/{self.fd}", path, src_dir_fd=_ROOT_FD, follow_symlinks=True))
                 return
+            except OSError as exc:  # /proc hidden or linkat refused here: the caller writes it again, named
+                if exc.errno in _CANNOT_NAME:
+                    raise UnnamedUnsupported(exc.errno) from exc
+                raise
         os.rename(self.temp, self.target)
         self.temp = None
 

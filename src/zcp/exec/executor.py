@@ -143,6 +143,10 @@ class Executor:
                 if written is not None:
                     pending.commit()
                 pending.close()
+            except UnnamedUnsupported:  # it could not be named: this device gets named temp files
+                pending.discard()
+                self._no_tmpfile.add(action.dst_dev)
+                return self._write_file(action, src, src_fd, before)
             except BaseException:
                 pending.discard()
                 raise
