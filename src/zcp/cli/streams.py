@@ -21,6 +21,7 @@ from zcp.config import Compare, Config, Method, Reflink, StreamFormat
 from zcp.errors import BrokenPipe, ExitCode, FileError, SourceChanged, UsageError, ZcpError, describe, run_exit_code
 from zcp.hashing import prepare_signals
 from zcp.model import SPECIAL_KINDS, Entry, Kind
+from zcp.planner.operands import named, take_operand
 from zcp.planner.walk import join_rel, walk_tree
 from zcp.stream import ReceiveStats, StreamStats, receive, write_raw, write_stream
 from zcp.syscalls import FdKind, Progress, classify
@@ -132,21 +133,8 @@ def _roots(sources: list[str], config: Config) -> list[_Root]:
     roots: list[_Root] = []
     taken: dict[str, str] = {}
     for src in sources:
-        contents = src.endswith("/")
-        follow = contents or not config.preserve.links
-        try:
-            st = os.stat(src) if follow else os.lstat(src)
-        except OSError as exc:
-            raise UsageError(f"cannot read '{src}': {exc.strerror}") from None
-        entry = Entry.from_stat(os.path.realpath(src) if follow else src, st)
-        if entry.kind is Kind.DIR and not config.recursive:
-            raise UsageError(f"'{src}' is a folder: use -r or -a to send folders")
-        if contents and entry.kind is Kind.DIR:
-            name = ""
-        else:
-            name = os.path.basename(os.path.normpath(src))
-            if name in ("", ".", ".."):
-                raise UsageError(f"cannot name '{src}' in the stream: give '{src}/' to send its contents")
+        entry, name = take_operand(src, recursive=config.recursive, keep_links=config.preserve.links)
+        name = "" if name is None else named(src, name)
         if name in taken:
             raise UsageError(f"'{taken[name]}' and '{src}' would both be sent as '{name or '.'}'")
         taken[name] = src

@@ -48,21 +48,34 @@ def resolve(sources: list[str], dest: str, *, recursive: bool, keep_links: bool)
 
 
 def _transfer(src: str, dest: str, into_folder: bool, recursive: bool, keep_links: bool) -> Transfer:
-    contents = src.endswith("/")
-    entry = _stat_operand(src, follow=contents or not keep_links)
-    if entry.kind is Kind.DIR and not recursive:
-        raise UsageError(f"'{src}' is a folder: use -r or -a to copy folders")
-    if contents and entry.kind is Kind.DIR:
+    entry, name = take_operand(src, recursive=recursive, keep_links=keep_links)
+    if name is None:
         dst = dest
     elif into_folder:
-        name = os.path.basename(os.path.normpath(src))
-        if name in ("", ".", ".."):
-            raise UsageError(f"cannot name a copy of '{src}': give '{src}/' to copy its contents")
-        dst = os.path.join(dest, name)
+        dst = os.path.join(dest, named(src, name))
     else:
         dst = dest
     _refuse_self_copy(entry, dst)
     return Transfer(entry, dst)
+
+
+def take_operand(src: str, *, recursive: bool, keep_links: bool) -> tuple[Entry, str | None]:
+    """A source operand stat'ed (a symlink followed for ``SRC/`` or without -l), and the name it is
+    copied or sent under: None for ``SRC/`` of a folder, whose contents go to the destination itself."""
+    contents = src.endswith("/")
+    entry = _stat_operand(src, follow=contents or not keep_links)
+    if entry.kind is Kind.DIR and not recursive:
+        raise UsageError(f"'{src}' is a folder: use -r or -a for folders")
+    if contents and entry.kind is Kind.DIR:
+        return entry, None
+    return entry, os.path.basename(os.path.normpath(src))
+
+
+def named(src: str, name: str) -> str:
+    """``name``, when it can name a copy of ``src`` inside a folder ('.' or '..' cannot)."""
+    if name in ("", ".", ".."):
+        raise UsageError(f"cannot name a copy of '{src}': give '{src}/' for its contents")
+    return name
 
 
 def _stat_operand(path: str, follow: bool) -> Entry:
