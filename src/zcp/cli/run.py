@@ -45,10 +45,7 @@ def _dry_run(sources: list[str], dest: str, config: Config, items) -> int:
     stats = Stats()
 
     def note(path: str, exc: OSError) -> None:  # counted as a real run would count it
-        if isinstance(exc, FileNotFoundError):
-            stats.vanished += 1
-        else:
-            stats.failed += 1
+        stats.note_unreadable(exc)
         printer.failed(path, describe(exc))
 
     planner = Planner(config, note, printer.warned)

@@ -30,6 +30,13 @@ class Stats:
     def exit_code(self) -> int:
         return run_exit_code(self.failed, self.vanished, self.delete_limited)
 
+    def note_unreadable(self, exc: OSError) -> None:
+        """Something could not be read: a vanished entry counts apart (exit 24, not 23)."""
+        if isinstance(exc, FileNotFoundError):
+            self.vanished += 1
+        else:
+            self.failed += 1
+
     def add_bytes(self, method: Method, n: int) -> None:
         self.by_method[method] += n
         self.bytes += n

@@ -76,10 +76,7 @@ class Executor:
 
     def note_walk_error(self, path: str, exc: OSError) -> None:
         """The planner could not read something: it is reported and the run will not exit 0."""
-        if isinstance(exc, FileNotFoundError):
-            self.stats.vanished += 1
-        else:
-            self.stats.failed += 1
+        self.stats.note_unreadable(exc)
         self.sink.failed(path, describe(exc))
 
     def execute(self, action: Action) -> None:
