@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable
 from typing import TextIO
@@ -9,6 +10,14 @@ from typing import TextIO
 from zcp.config import Method
 from zcp.exec.events import NullSink, Stats
 from zcp.model import Action, Op
+
+
+def detach_stdout() -> None:
+    """The reader of stdout went away: point fd 1 at /dev/null, so that the interpreter's final
+    flush cannot fail on the dead pipe (the recipe of the Python docs for SIGPIPE)."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
 
 
 def human_bytes(n: float) -> str:

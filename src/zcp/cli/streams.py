@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from contextlib import suppress
 from dataclasses import dataclass, replace
 
-from zcp.cli.output import human_bytes, printable
+from zcp.cli.output import detach_stdout, human_bytes, printable
 from zcp.config import Compare, Config, Method, Reflink, StreamFormat
 from zcp.errors import BrokenPipe, ExitCode, FileError, SourceChanged, UsageError, ZcpError, describe, run_exit_code
 from zcp.hashing import prepare_signals
@@ -182,14 +182,8 @@ def _widen_pipe(fd: int) -> None:
 
 
 def _reader_gone() -> int:
-    """The reader of stdout went away (`| head`): end quietly, like a process killed by SIGPIPE.
-
-    stdout goes to /dev/null so that the interpreter's final flush cannot fail on the dead pipe
-    (the recipe of the Python docs for SIGPIPE).
-    """
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, STDOUT)
-    os.close(devnull)
+    """The reader of stdout went away (`| head`): end quietly, like a process killed by SIGPIPE."""
+    detach_stdout()
     return ExitCode.BROKEN_PIPE
 
 

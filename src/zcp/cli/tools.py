@@ -237,8 +237,7 @@ class _Stdout:
             self._reader_gone()
 
     def _reader_gone(self) -> None:
-        # fd 1 now points at /dev/null, so that the interpreter's last flush at exit cannot fail again
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        os.close(devnull)
+        from zcp.cli.output import detach_stdout
+
+        detach_stdout()
         raise BrokenPipe("the reader of standard output went away (broken pipe)")
