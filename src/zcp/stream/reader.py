@@ -10,7 +10,6 @@ from __future__ import annotations
 import errno
 import itertools
 import os
-import secrets
 import stat
 import time
 from collections import Counter
@@ -25,6 +24,7 @@ from zcp.hashing import hash_fd, hex_digest
 from zcp.model import Kind
 from zcp.stream import pax
 from zcp.confine import ConfinedDir, Parts, display, split_name
+from zcp.exec.atomic import temp_name
 from zcp.stream.members import Member, TarReader
 from zcp.stream.transfer import body_methods, move, read_exact, write_all
 from zcp.syscalls import Progress
@@ -34,7 +34,6 @@ Format = Literal["auto", "tar", "raw"]
 _NEW_FILE = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 _SUID_BITS = stat.S_ISUID | stat.S_ISGID | stat.S_ISVTX
 _DEVICE_TYPES = {Kind.CHAR: stat.S_IFCHR, Kind.BLOCK: stat.S_IFBLK}
-_STEM_BYTES = 200  # of a temp name's stem: room for the decoration within NAME_MAX
 
 
 @dataclass
@@ -394,7 +393,7 @@ def _times(member: Member) -> tuple[int, int]:
 
 
 class _Temporary:
-    """A fresh `.name.<random>.zcp` next to ``leaf``, removed if the block fails.
+    """A fresh `.name.<token>.zcp` next to ``leaf`` (exec.atomic's naming), removed if the block fails.
 
     A class rather than a @contextmanager generator: it runs for every entry received.
     """
@@ -402,10 +401,8 @@ class _Temporary:
     __slots__ = ("parent_fd", "name")
 
     def __init__(self, parent_fd: int, leaf: str):
-        if len(leaf) > _STEM_BYTES // 4:  # only long names can overflow NAME_MAX once encoded
-            leaf = os.fsdecode(os.fsencode(leaf)[:_STEM_BYTES])
         self.parent_fd = parent_fd
-        self.name = f".{leaf}.{secrets.token_hex(4)}.zcp"
+        self.name = temp_name(leaf)
 
     def __enter__(self) -> str:
         return self.name
