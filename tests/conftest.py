@@ -153,3 +153,22 @@ def no_hang():
     yield
     signal.alarm(0)
     signal.signal(signal.SIGALRM, previous)
+
+
+@pytest.fixture
+def vanish_when_planned(monkeypatch):
+    """``vanish(path)``: that source entry is deleted once its copy is planned, before it runs, in
+    whichever process plans it (worker processes are forked with the patch in place)."""
+    from zcp.planner.decide import Decider
+
+    real_decide = Decider.decide
+    victims: set[str] = set()
+
+    def decide(self, rel, src, *args, **kwargs):
+        action = real_decide(self, rel, src, *args, **kwargs)
+        if src.path in victims:
+            os.unlink(src.path)
+        return action
+
+    monkeypatch.setattr(Decider, "decide", decide)
+    return lambda path: victims.add(os.fspath(path))

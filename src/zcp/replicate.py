@@ -8,17 +8,18 @@ from collections.abc import Iterator
 from zcp.config import Config
 from zcp.exec.events import Sink, Stats
 from zcp.exec.executor import Executor
-from zcp.exec.parallel import ParallelExecutor
+from zcp.exec.parallel import TreeRun
 from zcp.model import Action
 from zcp.planner.operands import Operands, resolve
 from zcp.planner.plan import Planner
 
 
 def plan_actions(operands: Operands, planner: Planner) -> Iterator[Action]:
-    """The run's actions, streamed; deletions (--delete) come last."""
+    """The run's actions in the order a run carries them out: the walk, then hard-link groups and
+    deletions (--delete)."""
     for transfer in operands.transfers:
         yield from planner.plan(transfer)
-    yield from planner.deletions()
+    yield from planner.later()
 
 
 def resolve_operands(sources: list[str], dest: str, config: Config) -> Operands:
@@ -28,10 +29,16 @@ def resolve_operands(sources: list[str], dest: str, config: Config) -> Operands:
 
 def replicate(sources: list[str], dest: str, config: Config, sink: Sink) -> Stats:
     operands = resolve_operands(sources, dest, config)
-    executor = ParallelExecutor(config, sink, config.jobs) if config.jobs > 1 else Executor(config, sink)
-    planner = Planner(config, executor.note_walk_error, sink.warned)
+    # --max-delete is a budget spent in walk order while planning: one process plans it all.
+    jobs = 1 if config.max_delete is not None else config.jobs
     if operands.create_folder:
         os.mkdir(operands.create_folder)
-    stats = executor.run(plan_actions(operands, planner))
+    if jobs > 1:
+        run = TreeRun(config, sink, jobs)
+        stats, planner = run.run(operands.transfers), run.planner
+    else:
+        executor = Executor(config, sink)
+        planner = Planner(config, executor.note_walk_error, sink.warned)
+        stats = executor.run(plan_actions(operands, planner))
     stats.delete_limited = planner.delete_limited
     return stats

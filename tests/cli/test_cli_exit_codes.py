@@ -9,7 +9,6 @@ from pathlib import Path
 
 from cli_support import call_zcp
 
-from zcp.cli.output import TextSink
 from zcp.errors import ExitCode
 
 
@@ -39,21 +38,9 @@ def test_unreadable_file_exits_23_and_the_rest_is_copied(tmp_path, monkeypatch, 
     assert sorted(os.listdir(dst)) == ["a", "c"]
 
 
-def _unlink_when_planned(monkeypatch, path, rel: str) -> None:
-    """The file vanishes between the plan and the copy."""
-    planned = TextSink.planned
-
-    def unlink_then_plan(self, action):
-        if action.rel == rel:
-            os.unlink(path)
-        planned(self, action)
-
-    monkeypatch.setattr(TextSink, "planned", unlink_then_plan)
-
-
-def test_file_vanishing_after_planning_exits_24_and_the_rest_is_copied(tmp_path, monkeypatch, capsys):
+def test_file_vanishing_after_planning_exits_24_and_the_rest_is_copied(tmp_path, vanish_when_planned, capsys):
     src, dst = _tree(tmp_path), tmp_path / "dst"
-    _unlink_when_planned(monkeypatch, src / "b", "b")
+    vanish_when_planned(src / "b")
     result = call_zcp(capsys, "-r", f"{src}/", dst)
     assert result.code == ExitCode.VANISHED
     [line] = result.err_lines
@@ -61,11 +48,11 @@ def test_file_vanishing_after_planning_exits_24_and_the_rest_is_copied(tmp_path,
     assert sorted(os.listdir(dst)) == ["a", "c"]
 
 
-def test_failure_outranks_vanishing(tmp_path, monkeypatch, capsys):
+def test_failure_outranks_vanishing(tmp_path, vanish_when_planned, capsys):
     """One file failed and one vanished: 23, like rsync."""
     src, dst = _tree(tmp_path), tmp_path / "dst"
     (dst / "c" / "full").mkdir(parents=True)  # a full folder where the source has a file: that file fails
-    _unlink_when_planned(monkeypatch, src / "b", "b")
+    vanish_when_planned(src / "b")
     result = call_zcp(capsys, "-r", f"{src}/", dst)
     assert result.code == ExitCode.PARTIAL
     assert len(result.err_lines) == 2 and all(line.startswith("zcp: ") for line in result.err_lines)

@@ -1,5 +1,5 @@
-"""Worker processes (-j): same result as one process, events replayed in order, a dead worker's
-files reported as failures, small runs never fork."""
+"""Worker processes (-j): same result and events as one process, both workers used, small runs never
+fork, a dead worker's folder reported as failed while the run goes on."""
 
 from __future__ import annotations
 
@@ -48,34 +48,61 @@ def test_two_workers_copy_what_one_process_copies(tmp_path):
         assert (src.st_mtime_ns, src.st_mode) == (dst.st_mtime_ns, dst.st_mode)
 
 
-def test_events_of_a_batch_come_back_in_plan_order(tmp_path):
-    make_tree(tmp_path / "src", folders=3, files=parallel.BATCH)
-    sink = RecordingSink()
-    replicate([f"{tmp_path}/src/"], str(tmp_path / "dst"), Config(jobs=2, **ARCHIVE), sink)
-    files = [e[1] for e in sink.events if e[0] == "finished" and e[2] is Op.COPY]
-    for d in range(3):
-        mine = [rel for rel in files if rel.startswith(f"d{d}/")]
-        assert mine == sorted(mine)
+def make_deep_tree(root: Path) -> dict[str, bytes]:
+    """Folders within folders, files before and after them: chunks end in the middle of folders."""
+    expected = {}
+    for top in range(3):
+        for sub in range(4):
+            for f in range(60):
+                rel = f"t{top}/{'a' if f % 2 else 'z'}{f:02d}" if sub == 0 else f"t{top}/m{sub}/f{f:02d}"
+                expected[rel] = os.urandom(f % 7)
+    for rel, data in expected.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_bytes(data)
+    return expected
 
 
-def test_a_small_run_does_not_fork(tmp_path, monkeypatch):
-    make_tree(tmp_path / "src", folders=1, files=5)
+def test_events_are_replayed_in_the_order_of_one_process(tmp_path):
+    expected = make_deep_tree(tmp_path / "src")
+    assert len(expected) > 2 * parallel.CHUNK
+    orders = []
+    for jobs in (1, 2):
+        sink = RecordingSink()
+        replicate([f"{tmp_path}/src/"], str(tmp_path / f"dst{jobs}"), Config(jobs=jobs, **ARCHIVE), sink)
+        orders.append([e[1:3] for e in sink.events])
+        assert read_tree(tmp_path / f"dst{jobs}") == expected
+    assert orders[0] == orders[1]
 
-    def refuse(self):
-        raise AssertionError("forked workers for 5 files")
 
-    monkeypatch.setattr(parallel.ParallelExecutor, "_start", refuse)
-    stats = replicate([f"{tmp_path}/src/"], str(tmp_path / "dst"), Config(jobs=2, **ARCHIVE), RecordingSink())
+@pytest.mark.parametrize("shape", ["deep", "one flat folder"])
+def test_workers_share_the_tree_and_a_small_run_does_not_fork(tmp_path, monkeypatch, shape):
+    if shape == "deep":
+        make_deep_tree(tmp_path / "big")
+    else:
+        make_tree(tmp_path / "big", folders=1, files=4 * parallel.CHUNK)
+    make_tree(tmp_path / "small", folders=1, files=5)
+    real_run = parallel._TaskRunner.run
+
+    def run(self, folder):
+        (tmp_path / "pids").mkdir(exist_ok=True)
+        (tmp_path / "pids" / str(os.getpid())).touch()
+        return real_run(self, folder)
+
+    monkeypatch.setattr(parallel._TaskRunner, "run", run)
+    stats = replicate([f"{tmp_path}/small/"], str(tmp_path / "dst-small"), Config(jobs=2, **ARCHIVE), RecordingSink())
     assert stats.files == 5
+    assert [p.name for p in (tmp_path / "pids").iterdir()] == [str(os.getpid())]
+    replicate([f"{tmp_path}/big/"], str(tmp_path / "dst-big"), Config(jobs=2, **ARCHIVE), RecordingSink())
+    pids = {p.name for p in (tmp_path / "pids").iterdir()} - {str(os.getpid())}
+    assert len(pids) == 2  # both workers took a share
 
 
-def test_a_dead_worker_fails_its_files_and_the_run_goes_on(tmp_path, monkeypatch):
-    expected = make_tree(tmp_path / "src", folders=8, files=parallel.BATCH)
+def test_a_dead_worker_fails_its_folder_and_the_run_goes_on(tmp_path, monkeypatch):
+    expected = make_deep_tree(tmp_path / "src")
     real_worker = parallel._worker_main
-
     marker = tmp_path / "one-dies"
 
-    def fragile(conn, config, is_root):
+    def fragile(conn, config, is_root, entries):
         try:
             os.close(os.open(marker, os.O_CREAT | os.O_EXCL))  # the first worker to start dies...
             first = True
@@ -89,18 +116,22 @@ def test_a_dead_worker_fails_its_files_and_the_run_goes_on(tmp_path, monkeypatch
 
             monkeypatch.setattr(loops.os, "copy_file_range", die)
             monkeypatch.setattr(loops.os, "sendfile", die)
-        real_worker(conn, config, is_root)
+        real_worker(conn, config, is_root, entries)
 
     monkeypatch.setattr(parallel, "_worker_main", fragile)
     sink = RecordingSink()
-    stats = replicate([f"{tmp_path}/src/"], str(tmp_path / "dst"), Config(jobs=2, **ARCHIVE), sink)
+    config = Config(jobs=2, **ARCHIVE)
+    stats = replicate([f"{tmp_path}/src/"], str(tmp_path / "dst"), config, sink)
     copied = read_tree(tmp_path / "dst")
-    lost = [e for e in sink.events if e[0] == "failed" and "died" in e[2]]
-    assert stats.files + stats.failed == len(expected)
-    assert len(lost) == stats.failed
+    (lost,) = [e for e in sink.events if e[0] == "failed"]
+    assert "copy process died" in lost[2] and lost[1].startswith(str(tmp_path / "src"))
+    assert stats.failed == 1 and stats.exit_code() == 23
+    assert 0 < len(copied) < len(expected)  # the other worker went on with the rest
     assert all(copied[rel] == expected[rel] for rel in copied)
     assert not [p for p in (tmp_path / "dst").rglob(".*.zcp")]  # the parent cleaned up after it
-    assert stats.failed > 0 and stats.files > 0 and stats.exit_code() == 23
+    monkeypatch.undo()
+    again = replicate([f"{tmp_path}/src/"], str(tmp_path / "dst"), config, RecordingSink())
+    assert again.exit_code() == 0 and read_tree(tmp_path / "dst") == expected
 
 
 @pytest.mark.parametrize("jobs", [1, 2])

@@ -20,7 +20,7 @@ ARCHIVE = Config(recursive=True, preserve=Preserve.archive())
 def plan_all(config: Config, sources: list[str], dest: str, errors: list | None = None):
     operands = resolve(sources, dest, recursive=config.recursive, keep_links=config.preserve.links)
     planner = Planner(config, lambda p, e: (errors if errors is not None else []).append(p), is_root=True)
-    return [a for t in operands.transfers for a in planner.plan(t)] + list(planner.deletions())
+    return [a for t in operands.transfers for a in planner.plan(t)] + list(planner.later())
 
 
 @pytest.fixture

@@ -61,6 +61,10 @@ class TextSink(NullSink):
         self.out = out
         self.items = items
 
+    @property
+    def wants_entries(self) -> bool:
+        return bool(self.verbose or self.items)
+
     def planned(self, action: Action) -> None:
         if self.items is not None:
             line = self.items(action)

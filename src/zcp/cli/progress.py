@@ -22,6 +22,8 @@ _BYTE_OPS = (Op.COPY, Op.UPDATE)
 class ProgressSink(TextSink):
     """Overall bytes and files with rate and ETA, the current file and its method."""
 
+    wants_entries = True  # every entry moves the bars
+
     def __init__(self, console: Console, verbose: int, quiet: bool, items: Itemizer | None = None):
         super().__init__(verbose, quiet, console.file, items)
         self.console = console

@@ -9,7 +9,7 @@ beside the target and renamed over it; a failure removes that temp file.
 from __future__ import annotations
 
 import errno
-import glob
+import fnmatch
 import itertools
 import os
 from collections.abc import Callable
@@ -40,14 +40,13 @@ def temp_name(target: str) -> str:
     return f"{head}{sep}.{name}.{_pid:x}-{next(_counter):x}{TEMP_SUFFIX}"
 
 
-def remove_temps_of(target: str, pid: int) -> None:
-    """Remove what a killed process ``pid`` left beside ``target`` (it had no chance to)."""
-    head, sep, name = target.rpartition("/")
-    if len(name) > _NAME_BYTES // 4:
-        name = os.fsdecode(os.fsencode(name)[:_NAME_BYTES])
-    for path in glob.glob(f"{glob.escape(head + sep)}.{glob.escape(name)}.{pid:x}-*{TEMP_SUFFIX}",
-                          include_hidden=True):
-        remove_quietly(path)
+def remove_temps_beneath(folder: str, pid: int) -> None:
+    """Remove the temp files a killed process ``pid`` left in ``folder`` and beneath it (it had no
+    chance to); symlinked folders are not followed."""
+    pattern = f".*.{pid:x}-*{TEMP_SUFFIX}"
+    for where, _, names in os.walk(folder):
+        for name in fnmatch.filter(names, pattern):
+            remove_quietly(os.path.join(where, name))
 
 
 def create_temp(target: str, mode: int = 0o600) -> tuple[str, int]:

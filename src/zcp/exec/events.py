@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Protocol
 
 from zcp.config import Method
@@ -41,8 +41,21 @@ class Stats:
         self.by_method[method] += n
         self.bytes += n
 
+    def merge(self, other: "Stats") -> None:
+        """Add the counters of another process's part of the run."""
+        for f in _COUNTERS:
+            setattr(self, f, getattr(self, f) + getattr(other, f))
+        self.by_method.update(other.by_method)
+        self.delete_limited |= other.delete_limited
+
+
+_COUNTERS = tuple(f.name for f in fields(Stats) if f.type == "int")
+
 
 class Sink(Protocol):
+    # False when the sink shows no entries (only failures and warnings): workers then send none.
+    wants_entries: bool
+
     def planned(self, action: Action) -> None:
         """An action joined the plan: totals grow."""
 
@@ -59,6 +72,8 @@ class Sink(Protocol):
 
 
 class NullSink:
+    wants_entries = True
+
     def planned(self, action: Action) -> None:
         pass
 

@@ -35,44 +35,40 @@ class Executor:
         root = os.geteuid() == 0 if is_root is None else is_root
         self.meta = MetadataPolicy(config.preserve, root, current_umask())
         # Folders get their metadata once everything in them is written (times; modes like 0555).
-        self._dirs: list[Action] = []
-        # Hard links wait until every file is in place (files may be copied by other processes).
-        self._links: list[Action] = []
+        self.folders: list[Action] = []
         # Folders whose entries this run adds, replaces or removes: their mtime must be set again.
-        self._touched: set[str] = set()
+        self.touched: set[str] = set()
         self._no_tmpfile: set[int] = set()  # destination devices that refuse O_TMPFILE
 
     def run(self, actions: Iterable[Action]) -> Stats:
         for action in actions:
-            self.sink.planned(action)
-            op = action.op
-            if op is Op.SKIP:  # most of a re-sync: kept apart from the error handling below
-                self._skip(action)
-                continue
-            if op not in _IN_PLACE_OPS or (op is Op.MKDIR and not _is_dir(action.existing)):
-                self._touched.add(_parent(action.dst))
-            if op in _COPY_OPS:
-                self.submit_copy(action)
-            elif op is Op.HARDLINK:
-                self._links.append(action)
-            else:
-                self.execute(action)
-        self.drain()
-        for action in self._links:
-            self.execute(action)
-        for action in reversed(self._dirs):  # pre-order reversed: contents before their folder
-            self._finish_dir(action)
-        if self.config.fsync:
-            for path in sorted(self._touched, reverse=True):
-                fsync_dir(path)
-        return self.stats
+            self.handle(action)
+        return self.finish()
 
-    def submit_copy(self, action: Action) -> None:
-        """Copy a file now; a parallel executor hands it to a worker instead."""
+    def handle(self, action: Action) -> None:
+        """Carry out one action now (a folder's metadata waits for finish())."""
+        self.sink.planned(action)
+        op = action.op
+        if op is Op.SKIP:  # most of a re-sync: kept apart from the error handling below
+            self._skip(action)
+            return
+        if op not in _IN_PLACE_OPS or (op is Op.MKDIR and not _is_dir(action.existing)):
+            self.touched.add(_parent(action.dst))
         self.execute(action)
 
-    def drain(self) -> None:
-        """Wait for copies handed off by submit_copy (none here)."""
+    def take_folders(self) -> list[Action]:
+        """The folders made or kept so far, in walk order, handed to whoever finishes them."""
+        folders, self.folders = self.folders, []
+        return folders
+
+    def finish(self) -> Stats:
+        """Folder metadata, contents before their folder (walk order reversed), then --fsync of folders."""
+        for action in reversed(self.folders):
+            self._finish_dir(action)
+        if self.config.fsync:
+            for path in sorted(self.touched, reverse=True):
+                fsync_dir(path)
+        return self.stats
 
     def note_walk_error(self, path: str, exc: OSError) -> None:
         """The planner could not read something: it is reported and the run will not exit 0."""
@@ -289,7 +285,7 @@ class Executor:
         if existing is None:
             os.mkdir(action.dst, 0o700)  # writable by us until its contents are in; mode comes last
         self.stats.dirs += 1
-        self._dirs.append(action)
+        self.folders.append(action)
         self.sink.finished(action, None, 0)
 
     def _symlink(self, action: Action) -> None:
@@ -328,7 +324,7 @@ class Executor:
 
     def _finish_dir(self, action: Action) -> None:
         existing = action.existing
-        if (_is_dir(existing) and action.dst.rstrip("/") not in self._touched
+        if (_is_dir(existing) and action.dst.rstrip("/") not in self.touched
                 and not metadata_differences(action.src, existing, self.config.preserve, self.meta.is_root)
                 and not (self.config.preserve.xattrs and xattrs_differ(action.src.path, action.dst))):
             return  # up to date and untouched: leave its ctime alone
@@ -346,7 +342,6 @@ class Executor:
             self.sink.warned(w)
 
 
-_COPY_OPS = frozenset({Op.COPY, Op.UPDATE})
 _IN_PLACE_OPS = frozenset({Op.SKIP, Op.ATTRS, Op.MKDIR})  # leave the parent folder's entries alone
 
 

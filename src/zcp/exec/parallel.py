@@ -1,60 +1,68 @@
-"""Copy regular files in worker processes.
+"""Run a replication folder by folder, in this process or in worker processes that take whole folders.
 
-Per-file work in Python (opening, naming, metadata) is CPU-bound and holds the GIL, so threads do
-not scale on small files; forked processes do. The parent walks, plans, makes folders, symlinks and
-specials itself (cheap, and ordered), and hands batches of file copies to workers as compact tuples
-(pickling the Action dataclasses costs more than copying a small file). Workers report events back
-in order; the parent replays them into its sink and sums the counters. Folders and hard links are
-finished by the parent once every worker is done.
+Per-entry work in Python (lstat, compare, open, name, metadata) is CPU-bound and holds the GIL, so
+threads do not scale on small files; forked processes do, when each plans and copies on its own. A
+task is a folder (or a piece of one's listing): whoever takes it plans and carries out its entries
+depth first until it has done CHUNK of them; the rest of every listing it has open goes back to the
+parent in pieces, which it hands out again. The first task runs in the parent, so a small tree never
+forks. (-j1 needs none of this: one process plans and copies in walk order.)
+
+The parent keeps the order of one process: a task's events come back in walk order, with a marker
+where each returned subfolder's events belong, and are replayed into the sink in walk order, so -v
+and -i print what -n prints. Hard-link groups and --delete are planned by the parent after the walk,
+and it finishes every folder (metadata) last.
 """
 
 from __future__ import annotations
 
+import itertools
+import os
 import signal
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
-from operator import attrgetter
 
 from zcp.config import Config
-from zcp.exec.atomic import remove_temps_of
+from zcp.exec.atomic import remove_temps_beneath
 from zcp.exec.events import NullSink, Sink, Stats
 from zcp.exec.executor import Executor
-from zcp.model import Action, Entry
+from zcp.model import Action, Folder
+from zcp.planner.operands import Transfer
+from zcp.planner.plan import Planner
 
 if TYPE_CHECKING:
     from multiprocessing import Process
     from multiprocessing.connection import Connection
 
-BATCH = 64  # files per message: amortises the pipe round trip, keeps workers evenly fed
-IN_FLIGHT = 2  # batches queued per worker: one running, one waiting
-
-_ENTRY_FIELDS = attrgetter(*Entry.__slots__)
-_COUNTERS = ("files", "bytes", "dirs", "links", "specials", "skipped", "failed", "vanished", "verified")
-
-
-def _job(action: Action) -> tuple:
-    existing = _ENTRY_FIELDS(action.existing) if action.existing is not None else None
-    return (action.op, action.rel, action.dst, _ENTRY_FIELDS(action.src), action.methods, action.dst_dev,
-            action.in_setgid, existing)
-
-
-def _action(job: tuple) -> Action:
-    op, rel, dst, src, methods, dst_dev, in_setgid, existing = job
-    return Action(op, rel, dst, Entry(*src), methods=methods, dst_dev=dst_dev, in_setgid=in_setgid,
-                  existing=Entry(*existing) if existing is not None else None)
+CHUNK = 256  # entries a task does before handing back the rest of its listings
+SPLIT = 4  # pieces each of those listings is handed back in, for the workers to share
+IN_FLIGHT = 2  # tasks queued per worker: one running, one waiting
 
 
 class _Recorder(NullSink):
-    """A worker's sink: events in order, with the index of the job they belong to."""
+    """A task's sink: the events the parent's sink needs, in order. Without ``entries`` (a sink that
+    shows no entries), only failures and warnings."""
 
-    def __init__(self) -> None:
+    def __init__(self, entries: bool) -> None:
+        self.entries = entries
         self.events: list[tuple] = []
-        self.index = 0
+
+    def planned(self, action: Action) -> None:
+        if self.entries:
+            self.events.append(("planned", action))
+
+    def started(self, action: Action, method) -> None:
+        if self.entries:
+            self.events.append(("started", method))
+
+    def advanced(self, nbytes: int) -> None:
+        if self.entries:
+            self.events.append(("advanced", nbytes))
 
     def finished(self, action: Action, method, nbytes: int) -> None:
-        self.events.append(("finished", self.index, method, nbytes))
+        if self.entries:
+            self.events.append(("finished", method, nbytes))
 
     def failed(self, where: str, message: str) -> None:
         self.events.append(("failed", where, message))
@@ -63,18 +71,51 @@ class _Recorder(NullSink):
         self.events.append(("warned", message))
 
 
-def _worker_main(conn: "Connection", config: Config, is_root: bool) -> None:
+@dataclass
+class _Result:
+    """What one task did: events in walk order, ("folder", k) marking where pending[k]'s belong."""
+
+    events: list[tuple]
+    pending: list[Folder] = field(default_factory=list)
+    folders: list[Action] = field(default_factory=list)  # made or kept, for the parent to finish
+    touched: set[str] = field(default_factory=set)
+    stats: Stats = field(default_factory=Stats)
+    read_errors: int = 0
+
+
+class _TaskRunner:
+    """Plans and carries out folders, with a planner and an executor of its own."""
+
+    def __init__(self, config: Config, is_root: bool, entries: bool):
+        self.recorder = _Recorder(entries)
+        self.executor = Executor(config, self.recorder, is_root=is_root)
+        self.planner = Planner(config, self.executor.note_walk_error, self.recorder.warned, is_root=is_root)
+
+    def run(self, folder: Folder) -> _Result:
+        executor, planner = self.executor, self.planner
+        events = self.recorder.events = []
+        executor.stats, planner.read_errors = Stats(), 0
+        pending: list[Folder] = []
+        for item in planner.plan_tree(folder, CHUNK, SPLIT):
+            kind = type(item)
+            if kind is Action:
+                executor.handle(item)
+            elif kind is Folder:  # the rest of a listing, for whoever is free
+                events.append(("folder", len(pending)))
+                pending.append(item)
+            else:  # a hard-link candidate or a --delete extra: the parent plans them last
+                events.append(("later", item))
+        touched, executor.touched = executor.touched, set()
+        return _Result(events, pending, executor.take_folders(), touched, executor.stats, planner.read_errors)
+
+
+def _worker_main(conn: "Connection", config: Config, is_root: bool, entries: bool) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides how to stop; files finish whole
-    recorder = _Recorder()
-    executor = Executor(config, recorder, is_root=is_root)
+    runner = _TaskRunner(config, is_root, entries)
     try:
-        while (jobs := conn.recv()) is not None:
-            recorder.events = []
-            executor.stats = Stats()
-            for recorder.index, job in enumerate(jobs):
-                executor.execute(_action(job))
-            stats = executor.stats
-            conn.send((recorder.events, [getattr(stats, c) for c in _COUNTERS], dict(stats.by_method)))
+        while (task := conn.recv()) is not None:
+            task_id, folder = task
+            conn.send((task_id, runner.run(folder)))
     except (EOFError, BrokenPipeError, KeyboardInterrupt):
         pass  # the parent went away or stopped us, or SIGTERM: the current file cleaned up after itself
 
@@ -83,112 +124,179 @@ def _worker_main(conn: "Connection", config: Config, is_root: bool) -> None:
 class _Worker:
     process: "Process"
     conn: "Connection"
-    pending: deque = field(default_factory=deque)  # batches sent, results not yet read
+    tasks: deque = field(default_factory=deque)  # (id, folder) sent, results not yet read
 
 
-class ParallelExecutor(Executor):
-    def __init__(self, config: Config, sink: Sink | None = None, jobs: int = 2, is_root: bool | None = None):
-        super().__init__(config, sink, is_root=is_root)
+class TreeRun:
+    """One run over every transfer with ``jobs`` processes; the parent's executor finishes it."""
+
+    def __init__(self, config: Config, sink: Sink, jobs: int, is_root: bool | None = None):
+        self.config = config
+        self.sink = sink
         self.jobs = jobs
-        self._batch: list[Action] = []
+        self.executor = Executor(config, sink, is_root=is_root)
+        self.planner = Planner(config, self.executor.note_walk_error, sink.warned, is_root=is_root)
+        self._is_root = self.executor.meta.is_root
+        self._entries = getattr(sink, "wants_entries", True)
+        self._local: _TaskRunner | None = None
         self._workers: list[_Worker] = []
-        self._started = False
+        self._forked = False
+        self._ids = itertools.count()
+        self._tasks: list[tuple[int, Folder]] = []  # a stack: the next in walk order on top
+        self._results: dict[int, tuple[_Result, list[int]]] = {}  # arrived, not yet replayed
+        self._order: list[list] = []  # replay frames: [events, ids of their pending folders, position]
+        self._current: Action | None = None  # the action replayed events refer to
 
-    def run(self, actions: Iterable[Action]) -> Stats:
+    def run(self, transfers: Iterable[Transfer]) -> Stats:
+        aborted = True
         try:
-            return super().run(actions)
+            for transfer in transfers:
+                for item in self.planner.plan_root(transfer):
+                    if type(item) is Folder:
+                        self._tree(item)
+                    else:
+                        self.executor.handle(item)
+            for action in self.planner.later():
+                self.executor.handle(action)
+            aborted = False
         finally:
-            self._stop()  # also on Ctrl-C: workers finish their current files, leaving no temp files
+            self._stop(aborted)  # Ctrl-C: workers stop too, each cleaning up its current file
+        return self.executor.finish()
 
-    def submit_copy(self, action: Action) -> None:
-        self._batch.append(action)
-        if len(self._batch) >= BATCH:
-            self._send()
+    def _tree(self, root: Folder) -> None:
+        """Everything beneath one folder, replayed in walk order as the tasks come back."""
+        self._order = [[(("folder", 0),), self._queue([root]), 0]]
+        while not self._replay():
+            self._advance()
 
-    def drain(self) -> None:
-        try:
-            if self._batch:
-                self._send()
-            while any(w.pending for w in self._workers):
-                self._collect()
-        finally:
-            self._stop()
+    def _queue(self, folders: list[Folder]) -> list[int]:
+        ids = [next(self._ids) for _ in folders]
+        self._tasks.extend(reversed(list(zip(ids, folders))))
+        return ids
 
-    def _send(self) -> None:
-        """Hand the current batch to the least busy worker; forks them at the first full batch."""
-        batch, self._batch = self._batch, []
-        if not self._started and len(batch) >= BATCH:
-            self._start()
-        jobs = [_job(a) for a in batch] if self._workers else []
-        while self._workers:
-            idle = [w for w in self._workers if len(w.pending) < IN_FLIGHT]
-            if not idle:
-                self._collect()
-                continue
-            worker = min(idle, key=lambda w: len(w.pending))
-            try:
-                worker.conn.send(jobs)
-            except OSError:  # it died since its last answer: its queued batches are lost, not this one
-                self._lost(worker)
-                continue
-            worker.pending.append(batch)
+    def _replay(self) -> bool:
+        """Replay what has arrived, in walk order; False when the next events are still being made."""
+        order = self._order
+        while order:
+            frame = order[-1]
+            events, ids, position = frame
+            while position < len(events):
+                event = events[position]
+                if event[0] == "folder":
+                    arrived = self._results.pop(ids[event[1]], None)
+                    if arrived is None:
+                        frame[2] = position
+                        return False
+                    frame[2] = position + 1
+                    result, result_ids = arrived
+                    self.executor.folders.extend(result.folders)  # parents before their contents
+                    order.append([result.events, result_ids, 0])
+                    break
+                self._apply(event)
+                position += 1
+            else:
+                order.pop()
+        return True
+
+    def _apply(self, event: tuple) -> None:
+        kind = event[0]
+        if kind == "planned":
+            self._current = event[1]
+            self.sink.planned(event[1])
+        elif kind == "finished":
+            self.sink.finished(self._current, event[1], event[2])
+        elif kind == "failed":
+            self.sink.failed(event[1], event[2])
+        elif kind == "warned":
+            self.sink.warned(event[1])
+        elif kind == "later":
+            self.planner.keep(event[1])
+        elif kind == "started":
+            self.sink.started(self._current, event[1])
+        else:
+            self.sink.advanced(event[1])
+
+    def _arrived(self, task_id: int, result: _Result) -> None:
+        self.executor.stats.merge(result.stats)
+        self.executor.touched |= result.touched
+        self.planner.read_errors += result.read_errors
+        self._results[task_id] = (result, self._queue(result.pending))
+
+    def _advance(self) -> None:
+        """Get at least one more task done: here (the first one, or when no worker is left) or by the workers."""
+        if not self._forked and self._local is not None:
+            self._fork()
+        if not self._workers:
+            task_id, folder = self._tasks.pop()
+            if self._local is None:
+                self._local = _TaskRunner(self.config, self._is_root, self._entries)
+            self._arrived(task_id, self._local.run(folder))
             return
-        for action in batch:  # a small run, or every worker died: copy here
-            self.execute(action)
+        while self._tasks:  # the least busy worker first: each gets one before any gets two
+            worker = min(self._workers, key=lambda w: len(w.tasks))
+            if len(worker.tasks) >= IN_FLIGHT:
+                break
+            try:
+                worker.conn.send(self._tasks[-1])
+            except OSError:  # it died since its last answer
+                break
+            worker.tasks.append(self._tasks.pop())
+        for worker in [w for w in self._workers if not w.tasks and not w.process.is_alive()]:
+            self._lost(worker)
+        self._collect()
 
-    def _start(self) -> None:
-        self._started = True
-        import multiprocessing  # only runs with enough files to share pay for it
+    def _fork(self) -> None:
+        self._forked = True
+        import multiprocessing  # only runs with more than one task pay for it
 
         context = multiprocessing.get_context("fork")
         for _ in range(self.jobs):
             parent_end, child_end = context.Pipe()
-            process = context.Process(target=_worker_main, args=(child_end, self.config, self.meta.is_root),
-                                      daemon=True)
+            process = context.Process(target=_worker_main, args=(child_end, self.config, self._is_root,
+                                                                  self._entries), daemon=True)
             process.start()
             child_end.close()
             self._workers.append(_Worker(process, parent_end))
 
     def _collect(self) -> None:
-        """Read at least one batch's results and replay them."""
+        """Read the results that are ready (at least one, if any worker is busy)."""
         from multiprocessing.connection import wait
 
-        busy = {w.conn: w for w in self._workers if w.pending}
+        busy = {w.conn: w for w in self._workers if w.tasks}
+        if not busy:
+            return
         for conn in wait(list(busy)):
             worker = busy[conn]
             try:
-                events, counters, by_method = conn.recv()
+                task_id, result = conn.recv()
             except (EOFError, OSError):
                 self._lost(worker)
                 continue
-            batch = worker.pending.popleft()
-            for name, value in zip(_COUNTERS, counters):
-                setattr(self.stats, name, getattr(self.stats, name) + value)
-            self.stats.by_method.update(by_method)
-            for event in events:
-                if event[0] == "finished":
-                    self.sink.finished(batch[event[1]], event[2], event[3])
-                elif event[0] == "failed":
-                    self.sink.failed(event[1], event[2])
-                else:
-                    self.sink.warned(event[1])
+            worker.tasks.popleft()
+            self._arrived(task_id, result)
 
     def _lost(self, worker: _Worker) -> None:
-        """A worker died: the files it had are failures (it may have half-done them); others carry on."""
+        """A worker died: its current folder fails (it may be half done, and run again it might kill
+        the next worker too); the folders queued behind it go to the others."""
         self._workers.remove(worker)
         worker.conn.close()
         worker.process.join()
-        for lost in worker.pending:
-            for action in lost:
-                remove_temps_of(action.dst, worker.process.pid)
-                self.stats.failed += 1
-                self.sink.failed(action.src.path, "copy process died")
-        worker.pending.clear()
+        if not worker.tasks:
+            return
+        (task_id, folder), *queued = worker.tasks
+        self._tasks.extend(reversed(queued))
+        remove_temps_beneath(folder.dst, worker.process.pid)
+        stats = Stats(failed=1)
+        message = f"copy process died (exit {worker.process.exitcode}); entries beneath it may be missing"
+        self._arrived(task_id, _Result([("failed", folder.src, message)], stats=stats))
 
-    def _stop(self) -> None:
+    def _stop(self, aborted: bool) -> None:
         for worker in self._workers:
             try:
-                worker.conn.send(None)
+                if aborted:
+                    os.kill(worker.process.pid, signal.SIGTERM)
+                else:
+                    worker.conn.send(None)
             except OSError:
                 pass
             worker.conn.close()

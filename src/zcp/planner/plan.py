@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import replace
 
 from zcp.config import Compare, Config
-from zcp.model import Action, Entry, Kind, Op
+from zcp.model import Action, Entry, Extra, Folder, Kind, LinkCandidate, Op
 from zcp.planner.decide import Decider
 from zcp.planner.operands import Transfer
-from zcp.planner.walk import OnError, join_rel, walk_tree
+from zcp.planner.walk import OnError, join_rel, list_names
 
 
 def _lstat(path: str) -> Entry | None:
@@ -47,6 +47,7 @@ class Planner:
         self._on_warning = on_warning
         self.read_errors = 0  # entries that could not be read (not those that vanished)
         self._extras: list[Action] = []  # destination entries not in the source
+        self._links: list[LinkCandidate] = []  # files with other hard links, in walk order
         # --max-delete: entries still allowed; planned, so that -n shows exactly what a run deletes
         self._delete_budget = config.max_delete
         self.delete_limited = False
@@ -57,47 +58,116 @@ class Planner:
         self._on_error(path, exc)
 
     def plan(self, transfer: Transfer) -> Iterator[Action]:
-        src, dst_root = transfer.src, transfer.dst
-        root_existing = self._lstat(dst_root)
-        parent = self._parent_of(dst_root)
-        yield self._decide("", src, dst_root, root_existing, parent)
-        if src.kind is not Kind.DIR:
-            return
-        # Folders that are not folders in the destination yet: their children need no lstat, and
-        # nothing beneath them is ever looked up through whatever stands there now (a symlink).
-        new_dirs: set[str] = set()
-        # (device, setgid) of each destination folder: where its entries land, and whether they
-        # inherit its group (a new folder inherits setgid from its parent)
-        dirs_at = {"": _folder_of(root_existing, parent)}
-        if root_existing is None or root_existing.kind is not Kind.DIR:
-            new_dirs.add("")
-        on_listing = self._note_extras(dst_root, new_dirs) if self.config.delete else None
-        prefix = dst_root.rstrip("/") + "/"
-        for rel, entry in walk_tree(src, self.excluder, self.on_error, on_listing):
-            parent = rel.rpartition("/")[0]
-            dst = prefix + rel
-            existing = None
-            try:
-                if parent not in new_dirs:
-                    existing = self._lstat(dst)
-                action = self._decide(rel, entry, dst, existing, dirs_at[parent])
-            except OSError as exc:  # an unreadable destination entry, a symlink that vanished
-                self.on_error(entry.path, exc)
-                action = None
-            if entry.kind is Kind.DIR:
-                is_dir = existing is not None and existing.kind is Kind.DIR
-                if not is_dir:
-                    new_dirs.add(rel)
-                dirs_at[rel] = _folder_of(existing, dirs_at[parent])
-            if action is None:
-                continue
-            if action.existing is not None and action.existing.kind is Kind.DIR and self.config.delete:
-                yield from self._clear_the_way(action)
+        """Every action of one transfer in walk order (-n, -j1); hard-link candidates and --delete
+        extras are kept for later()."""
+        for item in self.plan_root(transfer):
+            if type(item) is Folder:
+                for step in self.plan_tree(item):
+                    if type(step) is Action:
+                        yield step
+                    else:
+                        self.keep(step)
             else:
-                yield action
+                yield item
 
-    def deletions(self) -> Iterator[Action]:
-        """The --delete actions, after the transfers; none at all if any source could not be read."""
+    def plan_root(self, transfer: Transfer) -> Iterator[Action | Folder]:
+        """The transfer's root entry, and the root as a Folder when it is one."""
+        src, dst_root = transfer.src, transfer.dst
+        existing = self._lstat(dst_root)
+        where = self._parent_of(dst_root)
+        yield self._decide("", src, dst_root, existing, where)
+        if src.kind is Kind.DIR:
+            yield _folder("", src, dst_root.rstrip("/") or "/", existing, where)
+
+    def plan_tree(self, root: Folder, budget: int | None = None,
+                  split: int = 1) -> Iterator[Action | Folder | LinkCandidate | Extra]:
+        """Everything beneath ``root`` in walk order, folders before their contents: Actions, and what
+        must wait for the end of the walk. With ``budget``, once that many actions are out, the rest
+        of each listing still open comes out as Folders with those names (in up to ``split`` pieces,
+        so that several processes can share it), innermost first, and the walk stops there."""
+        stack = [_Frame(root, (yield from self._listing(root)))]
+        done = 0
+        while stack:
+            frame = stack[-1]
+            folder, names, places = frame.folder, frame.names, frame.places
+            below = None
+            while below is None and frame.position < len(names):
+                if budget is not None and done >= budget:
+                    for open_frame in reversed(stack):
+                        rest = open_frame.names[open_frame.position:]
+                        size = -(-len(rest) // split) or 1
+                        for start in range(0, len(rest), size):
+                            yield replace(open_frame.folder, names=tuple(rest[start:start + size]))
+                    return
+                name = names[frame.position]
+                frame.position += 1
+                for item in self._plan_entry(folder, places, name):
+                    kind = type(item)
+                    if kind is Folder:
+                        below = item
+                        continue
+                    if kind is Action:
+                        done += 1
+                    yield item
+            if below is None:
+                stack.pop()
+            else:
+                stack.append(_Frame(below, (yield from self._listing(below))))
+
+    def _listing(self, folder: Folder) -> Generator[Extra, None, list[str]]:
+        """Yields the folder's --delete extras; returns the names to plan in it."""
+        if folder.names is not None:
+            return list(folder.names)
+        names = list_names(folder.src, folder.rel, self.excluder, self.on_error)
+        # A new folder holds nothing yet, and nothing beneath it is ever looked up through whatever
+        # stands there now (a symlink).
+        if self.config.delete and not folder.new:
+            yield from self._extras_in(folder, set(names))
+        return names
+
+    def _plan_entry(self, folder: Folder, places: tuple[str, str, str], name: str) -> tuple:
+        """One entry of a folder: its action(s), then for a folder the Folder to descend into; or a
+        hard-link candidate. ``places``: the prefixes of the folder's rel, source and destination."""
+        rel_prefix, src_prefix, dst_prefix = places
+        path = src_prefix + name
+        try:
+            entry = Entry.from_stat(path, os.lstat(path))
+        except OSError as exc:  # vanished since the listing, or unreadable
+            self.on_error(path, exc)
+            return ()
+        rel = rel_prefix + name
+        dst = dst_prefix + name
+        where = (folder.dev, folder.setgid)
+        existing = action = None
+        try:
+            if not folder.new:
+                existing = self._lstat(dst)
+            if entry.nlink > 1 and entry.kind is Kind.FILE and self.config.preserve.hard_links:
+                return (LinkCandidate(rel, entry, dst, existing, *where),)
+            action = self._decide(rel, entry, dst, existing, where)
+        except OSError as exc:  # an unreadable destination entry, a symlink that vanished
+            self.on_error(path, exc)
+        items = () if action is None else self._clear_the_way(action)
+        if entry.kind is Kind.DIR:
+            return (*items, _folder(rel, entry, dst, existing, where))
+        return items
+
+    def keep(self, item: LinkCandidate | Extra) -> None:
+        """Hold what plan_folder() defers until the walk is over, in walk order."""
+        if type(item) is Extra:
+            self._extras.append(item.action)
+        else:
+            self._links.append(item)
+
+    def later(self) -> Iterator[Action]:
+        """After the walk: hard-link groups (first member copied, the others linked), then deletions."""
+        for c in self._links:
+            yield from self._clear_the_way(self._decide(c.rel, c.src, c.dst, c.existing, (c.dev, c.setgid)))
+        self._links = []
+        yield from self._deletions()
+
+    def _deletions(self) -> Iterator[Action]:
+        """The --delete actions; none at all if any source could not be read."""
         if not self._extras:
             return
         if self.read_errors:
@@ -121,39 +191,31 @@ class Planner:
         self._delete_budget -= removes
         return True
 
-    def _clear_the_way(self, action: Action) -> Iterator[Action]:
+    def _clear_the_way(self, action: Action) -> tuple[Action, ...]:
         """With --delete, a folder where the source has something else is deleted first."""
         existing = action.existing
-        if action.op in _REPLACING and action.src is not None and action.src.kind is not Kind.DIR:
+        if (self.config.delete and existing is not None and existing.kind is Kind.DIR and action.op in _REPLACING
+                and action.src is not None and action.src.kind is not Kind.DIR):
             removal = Action(Op.DELETE, action.rel, action.dst, existing=existing,
                              reason=f"a folder where the source has a {action.src.kind}")
             if self._within_delete_budget(removal):
-                yield removal
-                action = replace(action, existing=None)
-        yield action
+                return removal, replace(action, existing=None)
+        return (action,)
 
-    def _note_extras(self, dst_root: str, new_dirs: set[str]) -> Callable[[str, list[str]], None]:
-        """A walk hook: for each source folder listed, find destination names it lacks."""
-
-        def on_listing(rel: str, names: list[str]) -> None:
-            if rel in new_dirs:
-                return  # nothing there yet, or not a real folder (never listed through a symlink)
-            dst_dir = os.path.join(dst_root, rel) if rel else dst_root
-            try:
-                with os.scandir(dst_dir) as it:
-                    extra = sorted((d.name, d.is_dir(follow_symlinks=False)) for d in it if d.name not in names)
-            except OSError as exc:
-                self.on_error(dst_dir, exc)
-                return
-            for name, is_dir in extra:
-                child = join_rel(rel, name)
-                if self.excluder and not self.config.delete_excluded and self.excluder.excluded(child, is_dir):
-                    continue  # excluded entries are protected unless --delete-excluded
-                path = os.path.join(dst_dir, name)
-                self._extras.append(Action(Op.DELETE, child, path, existing=self._lstat(path),
-                                           reason="not in the source"))
-
-        return on_listing
+    def _extras_in(self, folder: Folder, names: set[str]) -> Iterator[Extra]:
+        """The destination entries of a folder that the source lacks (protected ones aside)."""
+        try:
+            with os.scandir(folder.dst) as it:
+                extra = sorted((d.name, d.is_dir(follow_symlinks=False)) for d in it if d.name not in names)
+        except OSError as exc:
+            self.on_error(folder.dst, exc)
+            return
+        for name, is_dir in extra:
+            child = join_rel(folder.rel, name)
+            if self.excluder and not self.config.delete_excluded and self.excluder.excluded(child, is_dir):
+                continue  # excluded entries are protected unless --delete-excluded
+            path = os.path.join(folder.dst, name)
+            yield Extra(Action(Op.DELETE, child, path, existing=self._lstat(path), reason="not in the source"))
 
     def _decide(self, rel: str, src: Entry, dst: str, existing: Entry | None, folder: tuple[int, bool]) -> Action:
         target = existing_target = same = None
@@ -179,6 +241,22 @@ class Planner:
 _REPLACING = frozenset({Op.COPY, Op.UPDATE, Op.SYMLINK, Op.HARDLINK, Op.SPECIAL})
 
 
+class _Frame:
+    """A folder being planned: its names, how far along, and the prefixes of its entries' paths."""
+
+    __slots__ = ("folder", "names", "position", "places")
+
+    def __init__(self, folder: Folder, names: list[str]):
+        self.folder = folder
+        self.names = names
+        self.position = 0
+        self.places = (_prefix(folder.rel) if folder.rel else "", _prefix(folder.src), _prefix(folder.dst))
+
+
+def _prefix(path: str) -> str:
+    return path if path.endswith("/") else path + "/"
+
+
 def _count_beneath(path: str) -> int:
     """Entries inside a destination folder, not following symlinks (what deleting it removes)."""
     count = 0
@@ -187,8 +265,9 @@ def _count_beneath(path: str) -> int:
     return count
 
 
-def _folder_of(existing: Entry | None, parent: tuple[int, bool]) -> tuple[int, bool]:
-    """(device, setgid) of a destination folder: its own if it is one already, else inherited."""
+def _folder(rel: str, src: Entry, dst: str, existing: Entry | None, parent: tuple[int, bool]) -> Folder:
+    """A folder to descend into; its device and setgid are its own if it is a folder already, else
+    inherited from the folder it is made in (a new folder inherits setgid)."""
     if existing is not None and existing.kind is Kind.DIR:
-        return existing.dev, bool(existing.mode & stat.S_ISGID)
-    return parent
+        return Folder(rel, src.path, dst, False, existing.dev, bool(existing.mode & stat.S_ISGID))
+    return Folder(rel, src.path, dst, True, *parent)
