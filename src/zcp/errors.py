@@ -42,6 +42,11 @@ class BrokenPipe(ZcpError):
     exit_code = ExitCode.BROKEN_PIPE
 
 
+class Interrupted(BaseException):
+    """SIGINT, SIGTERM or SIGHUP: unwinds like Ctrl-C (each file being written removes its temp
+    file), but is not KeyboardInterrupt, which the CLI library would turn into its own exit code."""
+
+
 class FileError(Exception):
     """One file failed; the run goes on and ends with PARTIAL (or VANISHED)."""
 

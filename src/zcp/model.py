@@ -1,4 +1,8 @@
-"""Pure values passed from the planner to the executor. No I/O here."""
+"""Pure values passed from the planner to the executor. No I/O here.
+
+They are values: nothing changes them once made. They are not frozen dataclasses only because
+those cost six times more to make (a setattr per field), and one or two are made per entry.
+"""
 
 from __future__ import annotations
 
@@ -40,7 +44,7 @@ SPECIAL_KINDS = frozenset({Kind.FIFO, Kind.CHAR, Kind.BLOCK, Kind.SOCKET})
 DEVICE_KINDS = frozenset({Kind.CHAR, Kind.BLOCK})
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Entry:
     """An lstat snapshot of one path. ``path`` is the real path; names are str (surrogateescape)."""
 
@@ -92,7 +96,7 @@ class Op(StrEnum):
     DELETE = "delete"  # not in the source (--delete)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Action:
     """One step of a plan: an op on ``dst`` from ``src``, with the kernel paths to try and why."""
 
@@ -117,7 +121,7 @@ _ENTRY_FIELDS = attrgetter(*Entry.__slots__)
 _ACTION_FIELDS = attrgetter(*Action.__slots__)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Folder:
     """A source folder whose entries are still to be planned, and the destination folder they land in."""
 

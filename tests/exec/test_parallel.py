@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -64,7 +67,7 @@ def make_deep_tree(root: Path) -> dict[str, bytes]:
 
 def test_events_are_replayed_in_the_order_of_one_process(tmp_path):
     expected = make_deep_tree(tmp_path / "src")
-    assert len(expected) > 2 * parallel.CHUNK
+    assert len(expected) > 2 * parallel.FIRST_TASK
     orders = []
     for jobs in (1, 2):
         sink = RecordingSink()
@@ -79,14 +82,14 @@ def test_workers_share_the_tree_and_a_small_run_does_not_fork(tmp_path, monkeypa
     if shape == "deep":
         make_deep_tree(tmp_path / "big")
     else:
-        make_tree(tmp_path / "big", folders=1, files=4 * parallel.CHUNK)
+        make_tree(tmp_path / "big", folders=1, files=4 * parallel.FIRST_TASK)
     make_tree(tmp_path / "small", folders=1, files=5)
     real_run = parallel._TaskRunner.run
 
-    def run(self, folder):
+    def run(self, folder, *args):
         (tmp_path / "pids").mkdir(exist_ok=True)
         (tmp_path / "pids" / str(os.getpid())).touch()
-        return real_run(self, folder)
+        return real_run(self, folder, *args)
 
     monkeypatch.setattr(parallel._TaskRunner, "run", run)
     stats = replicate([f"{tmp_path}/small/"], str(tmp_path / "dst-small"), Config(jobs=2, **ARCHIVE), RecordingSink())
@@ -102,7 +105,7 @@ def test_a_dead_worker_fails_its_folder_and_the_run_goes_on(tmp_path, monkeypatc
     real_worker = parallel._worker_main
     marker = tmp_path / "one-dies"
 
-    def fragile(conn, config, is_root, entries):
+    def fragile(conn, *args):
         try:
             os.close(os.open(marker, os.O_CREAT | os.O_EXCL))  # the first worker to start dies...
             first = True
@@ -116,7 +119,7 @@ def test_a_dead_worker_fails_its_folder_and_the_run_goes_on(tmp_path, monkeypatc
 
             monkeypatch.setattr(loops.os, "copy_file_range", die)
             monkeypatch.setattr(loops.os, "sendfile", die)
-        real_worker(conn, config, is_root, entries)
+        real_worker(conn, *args)
 
     monkeypatch.setattr(parallel, "_worker_main", fragile)
     sink = RecordingSink()
@@ -143,3 +146,33 @@ def test_a_second_run_copies_nothing(tmp_path, jobs):
     stats = replicate([f"{tmp_path}/src/"], str(tmp_path / "dst"), config, RecordingSink())
     assert stats.files == 0 and stats.bytes == 0
     assert {p: p.stat().st_ino for p in (tmp_path / "dst").rglob("*")} == inodes
+
+
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_sigterm_stops_the_workers_and_leaves_no_temp_file(tmp_path, jobs):
+    """Mid-run, SIGTERM: exit 20, every worker gone, no temp file, every file there is whole."""
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    for d in range(40):
+        for f in range(100):
+            path = src / f"d{d:02d}" / f"f{f:02d}"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(bytes([d, f]) * (8 << 10))
+            if f % 2:  # replaced files are written under temp names beside them
+                (dst / path.relative_to(src)).parent.mkdir(parents=True, exist_ok=True)
+                (dst / path.relative_to(src)).write_bytes(b"old")
+    run = subprocess.Popen([sys.executable, "-m", "zcp", "-a", "-j", jobs, f"{src}/", str(dst)],
+                           stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.monotonic() + 60
+    while sum(1 for p in dst.rglob("f*") if p.stat().st_size > 3) < 400 and run.poll() is None:
+        assert time.monotonic() < deadline
+        time.sleep(0.005)
+    os.kill(run.pid, signal.SIGTERM)
+    _, err = run.communicate(timeout=60)
+    assert run.returncode == 20, err
+    assert "interrupted" in err
+    left = subprocess.run(["pgrep", "-s", str(run.pid)], capture_output=True, text=True).stdout.split()
+    assert left == []  # the workers are gone too
+    assert not [p for p in dst.rglob(".*.zcp")]
+    for path in dst.rglob("f*"):
+        content = path.read_bytes()
+        assert content in (b"old", (src / path.relative_to(dst)).read_bytes())

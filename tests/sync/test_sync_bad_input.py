@@ -13,7 +13,7 @@ from sync_support import Link, build, call_zcp, contents, scandir_refusing, snap
 from zcp.config import Config, Preserve
 from zcp.errors import ExitCode
 from zcp.exec.events import RecordingSink
-from zcp.exec.parallel import CHUNK
+from zcp.exec.parallel import FIRST_TASK
 from zcp.replicate import replicate
 
 SOURCE = {"file.txt": b"file", "folder/inner.txt": b"inner", "other.txt": b"other"}
@@ -94,7 +94,7 @@ def test_a_folder_where_the_source_has_a_symlink_is_kept_and_reported(tmp_path, 
 
 @pytest.mark.parametrize("jobs", [1, 2])
 def test_a_source_file_vanishing_during_the_run_exits_24(tmp_path, vanish_when_planned, jobs):
-    spec = {f"d{n // 100}/f{n:03d}": b"data" for n in range(2 * CHUNK)}
+    spec = {f"d{n // 100}/f{n:03d}": b"data" for n in range(2 * FIRST_TASK)}
     src = build(tmp_path / "src", spec)
     victim = src / "d3" / "f303"
     vanish_when_planned(victim)
@@ -121,7 +121,7 @@ def test_a_vanished_file_with_delete_still_exits_24(tmp_path, vanish_when_planne
 
 @pytest.mark.parametrize("jobs", ["1", "2"])
 def test_a_permission_denied_folder_fails_alone_and_turns_delete_off(tmp_path, capsys, monkeypatch, jobs):
-    spec = {f"bulk{n // 100}/f{n:03d}": b"bulk" for n in range(2 * CHUNK)}
+    spec = {f"bulk{n // 100}/f{n:03d}": b"bulk" for n in range(2 * FIRST_TASK)}
     src = build(tmp_path / "src", {**SOURCE, **spec, "secret/deep/s.txt": b"s"})
     dst = build(tmp_path / "dst", {"stale.txt": b"stale", "secret/deep/old.txt": b"old"})
     scandir_refusing(monkeypatch, src / "secret" / "deep")
@@ -138,7 +138,7 @@ def _folders_in_the_way(tmp_path: Path) -> tuple[Path, Path, dict]:
     """Enough source files in enough folders for two worker tasks; the destination has a non-empty
     folder where one file of each of two tasks goes (2 entries each). Returns src, dst and the
     destination entries in the way."""
-    src = build(tmp_path / "src", {f"d{n // 100}/f{n:03d}": b"file" for n in range(2 * CHUNK)})
+    src = build(tmp_path / "src", {f"d{n // 100}/f{n:03d}": b"file" for n in range(2 * FIRST_TASK)})
     in_the_way = {"d0/f005/x": b"x", "d4/f405/x": b"x"}
     dst = build(tmp_path / "dst", in_the_way)
     return src, dst, contents(dst)

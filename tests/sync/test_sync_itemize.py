@@ -9,7 +9,7 @@ import pytest
 
 from sync_support import LATER_S, OLD_S, Link, build, contents, rsync, run_zcp, set_all_mtimes, snapshot
 
-from zcp.exec.parallel import CHUNK
+from zcp.exec.parallel import FIRST_TASK
 
 BASE = {
     "same.txt": b"unchanged",
@@ -19,7 +19,7 @@ BASE = {
     "sub/keep.txt": b"keep",
     "old-link": Link("same.txt"),
     "retarget": Link("same.txt"),
-    **{f"bulk/d{n // 50}/f{n:03d}": b"bulk" for n in range(CHUNK + 6)},  # up to date: planned, never itemized
+    **{f"bulk/d{n // 50}/f{n:03d}": b"bulk" for n in range(FIRST_TASK + 6)},  # up to date: planned, never itemized
 }
 EXTRAS = {"gone.txt": b"gone", "gone-dir/x/y.txt": b"y", "gone-link": Link("nowhere")}
 LATER = (LATER_S * 10**9, LATER_S * 10**9)
@@ -29,7 +29,7 @@ def _change(src: Path) -> None:
     """New files, folders and links, same-size and size changes, mode changes (file and folder)."""
     build(src, {"new.txt": b"new", "new-dir/inner.txt": b"inner", "new-link": Link("new.txt"),
                 # enough new files in enough folders for -j 2 to hand folders to worker processes
-                **{f"many/d{n // 50}/m{n:03d}": b"m" for n in range(CHUNK + 6)}})
+                **{f"many/d{n // 50}/m{n:03d}": b"m" for n in range(FIRST_TASK + 6)}})
     (src / "edit.txt").write_bytes(b"version 2")
     (src / "grow.txt").write_bytes(b"much longer now")
     os.chmod(src / "mode.txt", 0o600)
@@ -38,7 +38,7 @@ def _change(src: Path) -> None:
     (src / "retarget").symlink_to("edit.txt")
     for rel in ("edit.txt", "grow.txt", "new.txt", "new-dir/inner.txt", "new-dir", "many", "."):
         os.utime(src / rel, ns=LATER)
-    for n in range(CHUNK + 6):
+    for n in range(FIRST_TASK + 6):
         os.utime(src / f"many/d{n // 50}/m{n:03d}", ns=LATER)
 
 
@@ -68,7 +68,7 @@ def test_dry_run_lists_exactly_what_the_run_does(tmp_path, jobs):
     done = run_zcp("-a", "-i", "--delete", "-j", jobs, f"{src}/", dst)
     assert (done.code, done.err) == (0, "")
     assert done.out.splitlines() == planned.out.splitlines()
-    assert len(planned.out.splitlines()) > CHUNK
+    assert len(planned.out.splitlines()) > FIRST_TASK
     assert contents(dst) == contents(src)
     again = run_zcp("-a", "-i", "--delete", "-j", jobs, f"{src}/", dst)
     assert (again.code, again.out, again.err) == (0, "", "")

@@ -17,7 +17,7 @@ import pytest
 
 from zcp.config import Config, Preserve
 from zcp.exec.events import NullSink
-from zcp.exec.parallel import CHUNK
+from zcp.exec.parallel import FIRST_TASK
 from zcp.model import Action
 from zcp.replicate import replicate
 
@@ -103,4 +103,4 @@ def test_entries_are_reported_while_the_run_is_still_going(tmp_path, jobs):
     assert stats.exit_code() == 0
     assert sink.planned_count == sink.finished_count == entries + 1  # and the root
     # -j1 reports each entry before it is done; workers report a task's entries when it comes back
-    assert sink.files_at_first_event <= (0 if jobs == 1 else 2 * CHUNK)
+    assert sink.files_at_first_event <= (0 if jobs == 1 else 2 * FIRST_TASK)

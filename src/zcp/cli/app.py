@@ -14,7 +14,7 @@ import typer
 
 from zcp import __version__
 from zcp.config import Compare, Config, Method, Preserve, Reflink, StreamFormat
-from zcp.errors import ExitCode, UsageError, ZcpError
+from zcp.errors import ExitCode, Interrupted, UsageError, ZcpError
 
 HELP = """Copy or sync files and trees through the kernel's fastest path.
 
@@ -153,12 +153,12 @@ SUBCOMMANDS = {"hash": hash_app, "check": check_app}
 
 
 def _interrupted(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt  # unwinds like Ctrl-C: the file being written removes its temp file
+    raise Interrupted(signum)
 
 
 def main(argv: list[str] | None = None) -> NoReturn:
     args = sys.argv[1:] if argv is None else argv
-    for stop in (signal.SIGTERM, signal.SIGHUP):
+    for stop in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(stop, _interrupted)
     command, prog, rest = app, "zcp", args
     if args and args[0] in SUBCOMMANDS:  # a file named like a subcommand is copied as ./hash
@@ -171,7 +171,7 @@ def main(argv: list[str] | None = None) -> NoReturn:
     except ZcpError as exc:
         _error(str(exc))
         code = exc.exit_code
-    except KeyboardInterrupt:
+    except Interrupted:
         _error("interrupted")
         code = ExitCode.INTERRUPTED
     except typer.Abort:

@@ -49,6 +49,18 @@ def remove_temps_beneath(folder: str, pid: int) -> None:
             remove_quietly(os.path.join(where, name))
 
 
+# Temp names that may exist now. A signal can interrupt between creating one and noting who must
+# remove it; remove_live_temps() then removes it all the same.
+_live: set[str] = set()
+
+
+def remove_live_temps() -> None:
+    """After an interruption: remove every temp file this process may have left."""
+    for path in _live:
+        remove_quietly(path)
+    _live.clear()
+
+
 def create_temp(target: str, mode: int = 0o600) -> tuple[str, int]:
     """A new, empty temp file beside ``target`` created with ``mode`` (less the umask): (path, fd).
 
@@ -56,10 +68,13 @@ def create_temp(target: str, mode: int = 0o600) -> tuple[str, int]:
     """
     while True:
         path = temp_name(target)
+        _live.add(path)
         try:
             return path, os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
-        except FileExistsError:
-            continue
+        except OSError as exc:
+            _live.discard(path)
+            if not isinstance(exc, FileExistsError):
+                raise
 
 
 # linkat() needs a directory fd to take AT_SYMLINK_FOLLOW through os.link; "/" is the same in every
@@ -110,6 +125,7 @@ class Pending:
                     raise UnnamedUnsupported(exc.errno) from exc
                 raise
         os.rename(self.temp, self.target)
+        _live.discard(self.temp)
         self.temp = None
 
     def close(self) -> None:
@@ -122,6 +138,7 @@ class Pending:
         self.close()
         if self.temp is not None:
             remove_quietly(self.temp)
+            _live.discard(self.temp)
 
 
 class UnnamedUnsupported(Exception):
@@ -133,16 +150,19 @@ def make_beside(target: str, make: Callable[[str], _T]) -> _T:
     """Create something (symlink, hard link, node) under a temp name and rename it over ``target``."""
     while True:
         path = temp_name(target)
+        _live.add(path)
         try:
             result = make(path)
             break
         except FileExistsError:
-            continue
+            _live.discard(path)
     try:
         os.rename(path, target)
     except BaseException:
         remove_quietly(path)
         raise
+    finally:
+        _live.discard(path)
     return result
 
 

@@ -9,7 +9,7 @@ from collections.abc import Iterable
 
 from zcp.config import Config, Method
 from zcp.errors import FileError, SourceChanged, SourceVanished, Unsupported, VerifyMismatch, describe
-from zcp.exec.atomic import Pending, UnnamedUnsupported, fsync_dir, make_beside
+from zcp.exec.atomic import Pending, UnnamedUnsupported, fsync_dir, make_beside, remove_live_temps
 from zcp.exec.delta import Delta, choose_delta, delta_in_place, delta_into_temp
 from zcp.exec.events import NullSink, Sink, Stats
 from zcp.exec.filecopy import copy_bytes
@@ -41,8 +41,12 @@ class Executor:
         self._no_tmpfile: set[int] = set()  # destination devices that refuse O_TMPFILE
 
     def run(self, actions: Iterable[Action]) -> Stats:
-        for action in actions:
-            self.handle(action)
+        try:
+            for action in actions:
+                self.handle(action)
+        except BaseException:  # Ctrl-C, SIGTERM
+            remove_live_temps()
+            raise
         return self.finish()
 
     def handle(self, action: Action) -> None:

@@ -3,9 +3,10 @@
 Per-entry work in Python (lstat, compare, open, name, metadata) is CPU-bound and holds the GIL, so
 threads do not scale on small files; forked processes do, when each plans and copies on its own. A
 task is a folder (or a piece of one's listing): whoever takes it plans and carries out its entries
-depth first until it has done CHUNK of them; the rest of every listing it has open goes back to the
-parent in pieces, which it hands out again. The first task runs in the parent, so a small tree never
-forks. (-j1 needs none of this: one process plans and copies in walk order.)
+depth first, until the parent asks it to share (another worker is idle and no task is left) or
+REPORT_EVERY has passed; then the rest of every listing it has open goes back to the parent in
+pieces, which it hands out again. The parent does the first FIRST_TASK entries itself, so a small
+tree never forks. (-j1 needs none of this: one process plans and copies in walk order.)
 
 The parent keeps the order of one process: a task's events come back in walk order, with a marker
 where each returned subfolder's events belong, and are replayed into the sink in walk order, so -v
@@ -18,26 +19,26 @@ from __future__ import annotations
 import itertools
 import os
 import signal
-from collections import deque
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from zcp.config import Config
-from zcp.exec.atomic import remove_temps_beneath
+from zcp.errors import Interrupted
+from zcp.exec.atomic import remove_live_temps, remove_temps_beneath
 from zcp.exec.events import NullSink, Sink, Stats
 from zcp.exec.executor import Executor
 from zcp.model import Action, Folder
 from zcp.planner.operands import Transfer
-from zcp.planner.plan import Planner
+from zcp.planner.plan import STOP_CHECK, Planner
 
 if TYPE_CHECKING:
     from multiprocessing import Process
     from multiprocessing.connection import Connection
 
-CHUNK = 256  # entries a task does before handing back the rest of its listings
-SPLIT = 4  # pieces each of those listings is handed back in, for the workers to share
-IN_FLIGHT = 2  # tasks queued per worker: one running, one waiting
+FIRST_TASK = 256  # entries the parent does itself before it forks workers for the rest
+REPORT_EVERY = 0.5  # seconds: a worker hands back what it has done at least this often (progress)
 
 
 class _Recorder(NullSink):
@@ -91,12 +92,13 @@ class _TaskRunner:
         self.executor = Executor(config, self.recorder, is_root=is_root)
         self.planner = Planner(config, self.executor.note_walk_error, self.recorder.warned, is_root=is_root)
 
-    def run(self, folder: Folder) -> _Result:
+    def run(self, folder: Folder, stop: Callable[[], bool], split: int) -> _Result:
+        """Plan and carry out the folder until done or until ``stop()``; the rest comes back in pieces."""
         executor, planner = self.executor, self.planner
         events = self.recorder.events = []
         executor.stats, planner.read_errors = Stats(), 0
         pending: list[Folder] = []
-        for item in planner.plan_tree(folder, CHUNK, SPLIT):
+        for item in planner.plan_tree(folder, stop, split):
             kind = type(item)
             if kind is Action:
                 executor.handle(item)
@@ -109,22 +111,32 @@ class _TaskRunner:
         return _Result(events, pending, executor.take_folders(), touched, executor.stats, planner.read_errors)
 
 
-def _worker_main(conn: "Connection", config: Config, is_root: bool, entries: bool) -> None:
+def _worker_main(conn: "Connection", config: Config, is_root: bool, entries: bool, split: int) -> None:
+    """Take tasks until told to stop (None). A task ends early when the parent writes again (it asks
+    for a share of the work for an idle worker) or after REPORT_EVERY seconds."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides how to stop; files finish whole
     runner = _TaskRunner(config, is_root, entries)
     try:
-        while (task := conn.recv()) is not None:
-            task_id, folder = task
-            conn.send((task_id, runner.run(folder)))
-    except (EOFError, BrokenPipeError, KeyboardInterrupt):
-        pass  # the parent went away or stopped us, or SIGTERM: the current file cleaned up after itself
+        while (message := conn.recv()) is not None:
+            if message == _SHARE:
+                continue  # asked for after this task had already ended
+            task_id, folder = message
+            deadline = time.monotonic() + REPORT_EVERY
+            result = runner.run(folder, lambda: conn.poll() or time.monotonic() > deadline, split)
+            conn.send((task_id, result))
+    except (EOFError, BrokenPipeError, KeyboardInterrupt, Interrupted):
+        remove_live_temps()  # the parent went away or stopped us (SIGTERM)
+
+
+_SHARE = "share"  # parent to a busy worker: hand back the rest of your task now
 
 
 @dataclass
 class _Worker:
     process: "Process"
     conn: "Connection"
-    tasks: deque = field(default_factory=deque)  # (id, folder) sent, results not yet read
+    task: tuple[int, Folder] | None = None  # sent, result not yet read
+    asked: bool = False  # to share its task
 
 
 class TreeRun:
@@ -160,7 +172,9 @@ class TreeRun:
                 self.executor.handle(action)
             aborted = False
         finally:
-            self._stop(aborted)  # Ctrl-C: workers stop too, each cleaning up its current file
+            if aborted:  # Ctrl-C, SIGTERM: workers stop too, each removing its temp files
+                remove_live_temps()
+            self._stop(aborted)
         return self.executor.finish()
 
     def _tree(self, root: Folder) -> None:
@@ -227,23 +241,39 @@ class TreeRun:
         if not self._forked and self._local is not None:
             self._fork()
         if not self._workers:
-            task_id, folder = self._tasks.pop()
-            if self._local is None:
-                self._local = _TaskRunner(self.config, self._is_root, self._entries)
-            self._arrived(task_id, self._local.run(folder))
+            self._run_here()
             return
-        while self._tasks:  # the least busy worker first: each gets one before any gets two
-            worker = min(self._workers, key=lambda w: len(w.tasks))
-            if len(worker.tasks) >= IN_FLIGHT:
+        for worker in [w for w in self._workers if w.task is None]:
+            if not self._tasks:  # nothing left to hand out: the busy ones share theirs
+                for busy in self._workers:
+                    if busy.task is not None and not busy.asked:
+                        busy.asked = self._send(busy, _SHARE)
                 break
-            try:
-                worker.conn.send(self._tasks[-1])
-            except OSError:  # it died since its last answer
-                break
-            worker.tasks.append(self._tasks.pop())
-        for worker in [w for w in self._workers if not w.tasks and not w.process.is_alive()]:
+            if self._send(worker, self._tasks[-1]):
+                worker.task = self._tasks.pop()
+        for worker in [w for w in self._workers if w.task is None and not w.process.is_alive()]:
             self._lost(worker)
         self._collect()
+
+    def _run_here(self) -> None:
+        task_id, folder = self._tasks.pop()
+        if self._local is None:
+            self._local = _TaskRunner(self.config, self._is_root, self._entries)
+        checks = itertools.count(1)
+        first = not self._forked
+
+        def stop() -> bool:  # the first task stops after FIRST_TASK entries: workers take the rest
+            return first and next(checks) * STOP_CHECK >= FIRST_TASK
+
+        self._arrived(task_id, self._local.run(folder, stop, self.jobs))
+
+    @staticmethod
+    def _send(worker: _Worker, message) -> bool:
+        try:
+            worker.conn.send(message)
+            return True
+        except OSError:  # it died since its last answer; found out below
+            return False
 
     def _fork(self) -> None:
         self._forked = True
@@ -253,7 +283,7 @@ class TreeRun:
         for _ in range(self.jobs):
             parent_end, child_end = context.Pipe()
             process = context.Process(target=_worker_main, args=(child_end, self.config, self._is_root,
-                                                                  self._entries), daemon=True)
+                                                                  self._entries, self.jobs), daemon=True)
             process.start()
             child_end.close()
             self._workers.append(_Worker(process, parent_end))
@@ -262,7 +292,7 @@ class TreeRun:
         """Read the results that are ready (at least one, if any worker is busy)."""
         from multiprocessing.connection import wait
 
-        busy = {w.conn: w for w in self._workers if w.tasks}
+        busy = {w.conn: w for w in self._workers if w.task is not None}
         if not busy:
             return
         for conn in wait(list(busy)):
@@ -272,19 +302,18 @@ class TreeRun:
             except (EOFError, OSError):
                 self._lost(worker)
                 continue
-            worker.tasks.popleft()
+            worker.task, worker.asked = None, False
             self._arrived(task_id, result)
 
     def _lost(self, worker: _Worker) -> None:
-        """A worker died: its current folder fails (it may be half done, and run again it might kill
-        the next worker too); the folders queued behind it go to the others."""
+        """A worker died: its folder fails (it may be half done, and run again it might kill the next
+        worker too); the others go on with the rest."""
         self._workers.remove(worker)
         worker.conn.close()
         worker.process.join()
-        if not worker.tasks:
+        if worker.task is None:
             return
-        (task_id, folder), *queued = worker.tasks
-        self._tasks.extend(reversed(queued))
+        task_id, folder = worker.task
         remove_temps_beneath(folder.dst, worker.process.pid)
         stats = Stats(failed=1)
         message = f"copy process died (exit {worker.process.exitcode}); entries beneath it may be missing"

@@ -79,26 +79,25 @@ class Planner:
         if src.kind is Kind.DIR:
             yield _folder("", src, dst_root.rstrip("/") or "/", existing, where)
 
-    def plan_tree(self, root: Folder, budget: int | None = None,
+    def plan_tree(self, root: Folder, stop: Callable[[], bool] | None = None,
                   split: int = 1) -> Iterator[Action | Folder | LinkCandidate | Extra]:
         """Everything beneath ``root`` in walk order, folders before their contents: Actions, and what
-        must wait for the end of the walk. With ``budget``, once that many actions are out, the rest
-        of each listing still open comes out as Folders with those names (in up to ``split`` pieces,
-        so that several processes can share it), innermost first, and the walk stops there."""
+        must wait for the end of the walk. ``stop()`` is asked every STOP_CHECK actions; once it says
+        so, the rest of each listing still open comes out as Folders with those names (in up to
+        ``split`` pieces, so that several processes can share it), innermost first, and the walk ends."""
         stack = [_Frame(root, (yield from self._listing(root)))]
         done = 0
+        check_at = STOP_CHECK
         while stack:
             frame = stack[-1]
             folder, names, places = frame.folder, frame.names, frame.places
             below = None
             while below is None and frame.position < len(names):
-                if budget is not None and done >= budget:
-                    for open_frame in reversed(stack):
-                        rest = open_frame.names[open_frame.position:]
-                        size = -(-len(rest) // split) or 1
-                        for start in range(0, len(rest), size):
-                            yield replace(open_frame.folder, names=tuple(rest[start:start + size]))
-                    return
+                if stop is not None and done >= check_at:
+                    check_at = done + STOP_CHECK
+                    if stop():
+                        yield from _rest_of(stack, split)
+                        return
                 name = names[frame.position]
                 frame.position += 1
                 for item in self._plan_entry(folder, places, name):
@@ -238,6 +237,7 @@ class Planner:
         return st.st_dev, bool(st.st_mode & stat.S_ISGID)
 
 
+STOP_CHECK = 32  # actions between two questions to plan_tree's stop()
 _REPLACING = frozenset({Op.COPY, Op.UPDATE, Op.SYMLINK, Op.HARDLINK, Op.SPECIAL})
 
 
@@ -251,6 +251,15 @@ class _Frame:
         self.names = names
         self.position = 0
         self.places = (_prefix(folder.rel) if folder.rel else "", _prefix(folder.src), _prefix(folder.dst))
+
+
+def _rest_of(stack: list[_Frame], split: int) -> Iterator[Folder]:
+    """What is left of each open listing, innermost first, in up to ``split`` pieces each."""
+    for frame in reversed(stack):
+        rest = frame.names[frame.position:]
+        size = -(-len(rest) // split) or 1
+        for start in range(0, len(rest), size):
+            yield replace(frame.folder, names=tuple(rest[start:start + size]))
 
 
 def _prefix(path: str) -> str:
