@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import TextIO
 
 from zcp.config import Method
-from zcp.exec.events import NullSink, Stats
+from zcp.exec.events import Interest, NullSink, Stats
 from zcp.model import Action, Op
 
 
@@ -62,8 +62,11 @@ class TextSink(NullSink):
         self.items = items
 
     @property
-    def wants_entries(self) -> bool:
-        return bool(self.verbose or self.items)
+    def interest(self) -> Interest:
+        """-i and -v show what changes, -vv everything."""
+        if self.verbose > 1:
+            return Interest.ALL
+        return Interest.CHANGES if self.verbose or self.items else Interest.NONE
 
     def planned(self, action: Action) -> None:
         if self.items is not None:

@@ -14,6 +14,7 @@ from rich.progress import (
 
 from zcp.cli.output import Itemizer, TextSink, display_name, printable
 from zcp.config import Method
+from zcp.exec.events import Interest
 from zcp.model import Action, Op
 
 _BYTE_OPS = (Op.COPY, Op.UPDATE)
@@ -22,7 +23,7 @@ _BYTE_OPS = (Op.COPY, Op.UPDATE)
 class ProgressSink(TextSink):
     """Overall bytes and files with rate and ETA, the current file and its method."""
 
-    wants_entries = True  # every entry moves the bars
+    interest = Interest.ALL  # every entry moves the bars
 
     def __init__(self, console: Console, verbose: int, quiet: bool, items: Itemizer | None = None):
         super().__init__(verbose, quiet, console.file, items)

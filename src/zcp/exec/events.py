@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field, fields
+from enum import IntEnum
 from typing import Protocol
 
 from zcp.config import Method
@@ -52,9 +53,16 @@ class Stats:
 _COUNTERS = tuple(f.name for f in fields(Stats) if f.type == "int")
 
 
+class Interest(IntEnum):
+    """Which entries a sink does something with: worker processes send it no others."""
+
+    NONE = 0  # failures and warnings only
+    CHANGES = 1  # entries that change something (not SKIP)
+    ALL = 2
+
+
 class Sink(Protocol):
-    # False when the sink shows no entries (only failures and warnings): workers then send none.
-    wants_entries: bool
+    interest: Interest
 
     def planned(self, action: Action) -> None:
         """An action joined the plan: totals grow."""
@@ -72,7 +80,7 @@ class Sink(Protocol):
 
 
 class NullSink:
-    wants_entries = True
+    interest = Interest.ALL
 
     def planned(self, action: Action) -> None:
         pass

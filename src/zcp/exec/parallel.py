@@ -27,9 +27,9 @@ from typing import TYPE_CHECKING
 from zcp.config import Config
 from zcp.errors import Interrupted
 from zcp.exec.atomic import remove_live_temps, remove_temps_beneath
-from zcp.exec.events import NullSink, Sink, Stats
+from zcp.exec.events import Interest, NullSink, Sink, Stats
 from zcp.exec.executor import Executor
-from zcp.model import Action, Folder
+from zcp.model import Action, Folder, Op
 from zcp.planner.operands import Transfer
 from zcp.planner.plan import STOP_CHECK, Planner
 
@@ -42,27 +42,30 @@ REPORT_EVERY = 0.5  # seconds: a worker hands back what it has done at least thi
 
 
 class _Recorder(NullSink):
-    """A task's sink: the events the parent's sink needs, in order. Without ``entries`` (a sink that
-    shows no entries), only failures and warnings."""
+    """A task's sink: the events the parent's sink has an interest in, in order; failures and
+    warnings always."""
 
-    def __init__(self, entries: bool) -> None:
-        self.entries = entries
+    def __init__(self, interest: Interest) -> None:
+        self.interest = interest
         self.events: list[tuple] = []
+        self._sending = False  # the events of the current action
 
     def planned(self, action: Action) -> None:
-        if self.entries:
+        self._sending = self.interest is Interest.ALL or (self.interest is Interest.CHANGES
+                                                          and action.op is not Op.SKIP)
+        if self._sending:
             self.events.append(("planned", action))
 
     def started(self, action: Action, method) -> None:
-        if self.entries:
+        if self._sending:
             self.events.append(("started", method))
 
     def advanced(self, nbytes: int) -> None:
-        if self.entries:
+        if self._sending:
             self.events.append(("advanced", nbytes))
 
     def finished(self, action: Action, method, nbytes: int) -> None:
-        if self.entries:
+        if self._sending:
             self.events.append(("finished", method, nbytes))
 
     def failed(self, where: str, message: str) -> None:
@@ -87,8 +90,8 @@ class _Result:
 class _TaskRunner:
     """Plans and carries out folders, with a planner and an executor of its own."""
 
-    def __init__(self, config: Config, is_root: bool, entries: bool):
-        self.recorder = _Recorder(entries)
+    def __init__(self, config: Config, is_root: bool, interest: Interest):
+        self.recorder = _Recorder(interest)
         self.executor = Executor(config, self.recorder, is_root=is_root)
         self.planner = Planner(config, self.executor.note_walk_error, self.recorder.warned, is_root=is_root)
 
@@ -111,11 +114,11 @@ class _TaskRunner:
         return _Result(events, pending, executor.take_folders(), touched, executor.stats, planner.read_errors)
 
 
-def _worker_main(conn: "Connection", config: Config, is_root: bool, entries: bool, split: int) -> None:
+def _worker_main(conn: "Connection", config: Config, is_root: bool, interest: Interest, split: int) -> None:
     """Take tasks until told to stop (None). A task ends early when the parent writes again (it asks
     for a share of the work for an idle worker) or after REPORT_EVERY seconds."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides how to stop; files finish whole
-    runner = _TaskRunner(config, is_root, entries)
+    runner = _TaskRunner(config, is_root, interest)
     try:
         while (message := conn.recv()) is not None:
             if message == _SHARE:
@@ -149,7 +152,7 @@ class TreeRun:
         self.executor = Executor(config, sink, is_root=is_root)
         self.planner = Planner(config, self.executor.note_walk_error, sink.warned, is_root=is_root)
         self._is_root = self.executor.meta.is_root
-        self._entries = getattr(sink, "wants_entries", True)
+        self._interest = getattr(sink, "interest", Interest.ALL)
         self._local: _TaskRunner | None = None
         self._workers: list[_Worker] = []
         self._forked = False
@@ -243,8 +246,13 @@ class TreeRun:
         if not self._workers:
             self._run_here()
             return
+        self._dispatch()
+        self._collect()
+
+    def _dispatch(self) -> None:
+        """Give idle workers tasks; when none is left, ask the busy ones to share theirs."""
         for worker in [w for w in self._workers if w.task is None]:
-            if not self._tasks:  # nothing left to hand out: the busy ones share theirs
+            if not self._tasks:
                 for busy in self._workers:
                     if busy.task is not None and not busy.asked:
                         busy.asked = self._send(busy, _SHARE)
@@ -253,12 +261,11 @@ class TreeRun:
                 worker.task = self._tasks.pop()
         for worker in [w for w in self._workers if w.task is None and not w.process.is_alive()]:
             self._lost(worker)
-        self._collect()
 
     def _run_here(self) -> None:
         task_id, folder = self._tasks.pop()
         if self._local is None:
-            self._local = _TaskRunner(self.config, self._is_root, self._entries)
+            self._local = _TaskRunner(self.config, self._is_root, self._interest)
         checks = itertools.count(1)
         first = not self._forked
 
@@ -283,7 +290,7 @@ class TreeRun:
         for _ in range(self.jobs):
             parent_end, child_end = context.Pipe()
             process = context.Process(target=_worker_main, args=(child_end, self.config, self._is_root,
-                                                                  self._entries, self.jobs), daemon=True)
+                                                                  self._interest, self.jobs), daemon=True)
             process.start()
             child_end.close()
             self._workers.append(_Worker(process, parent_end))
@@ -304,6 +311,7 @@ class TreeRun:
                 continue
             worker.task, worker.asked = None, False
             self._arrived(task_id, result)
+            self._dispatch()  # before the parent replays what came back: no worker waits for that
 
     def _lost(self, worker: _Worker) -> None:
         """A worker died: its folder fails (it may be half done, and run again it might kill the next
