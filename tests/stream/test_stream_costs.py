@@ -1,5 +1,5 @@
-"""Per-entry cost of the stream: how many reads and writes an entry takes, and that the cheaper
-paths read and write exactly what the plain ones did (no byte past a header, padding kept)."""
+"""Per-entry cost of the stream: small entries share reads and writes, big bodies stay with the
+kernel, and the cheaper paths read and write exactly what the plain ones did (padding kept)."""
 
 from __future__ import annotations
 
@@ -31,17 +31,22 @@ def small_tree(root: Path) -> Path:
 class CountingReads:
     def __init__(self, monkeypatch: pytest.MonkeyPatch):
         self.calls = 0
-        real = members.read_exact
+        self.bytes = 0
+        real = members.read_some
 
         def counted(fd: int, length: int) -> bytes:
+            data = real(fd, length)
             self.calls += 1
-            return real(fd, length)
+            self.bytes += len(data)
+            return data
 
-        monkeypatch.setattr(members, "read_exact", counted)
+        monkeypatch.setattr(members, "read_some", counted)
 
 
-def test_reader_takes_two_reads_per_zcp_entry_and_never_reads_into_a_body(tmp_path, monkeypatch):
+def test_reader_takes_few_reads_for_many_entries_and_leaves_a_big_body_to_the_kernel(tmp_path, monkeypatch):
     src = small_tree(tmp_path / "src")
+    big = os.urandom(4 * members.READ_SIZE)
+    (src / "c" / "big").write_bytes(big)
     items = walk_items(src)
     archive = tmp_path / "stream.tar"
     archive.write_bytes(collect(lambda fd: write_stream(fd, items)))
@@ -52,23 +57,26 @@ def test_reader_takes_two_reads_per_zcp_entry_and_never_reads_into_a_body(tmp_pa
         reader = TarReader(fd)
         seen = 0
         while (got := reader.next()) is not None:
-            position = os.lseek(fd, 0, os.SEEK_CUR)
-            if got.kind == "file" and not got.hardlink:
-                # The body starts exactly where the reader stopped: nothing of it was read.
-                assert os.pread(fd, got.size, position) == (src / got.name).read_bytes()
-            os.lseek(fd, got.size, os.SEEK_CUR)
-            reader.end_body(got)
+            content = (src / got.name).read_bytes() if got.kind == "file" and not got.hardlink else b""
+            if got.size <= members.SMALL_BODY:
+                assert reader.small_body(got) == content
+            else:
+                head = reader.body_head(got)
+                # The rest of the body starts exactly where the reader stopped.
+                position = os.lseek(fd, 0, os.SEEK_CUR)
+                assert head + os.pread(fd, got.size - len(head), position) == content
+                os.lseek(fd, got.size - len(head), os.SEEK_CUR)
+                reader.end_body(got)
             seen += 1
     finally:
         os.close(fd)
 
     assert seen == len(items)
-    # global header + its body: 2 reads; each entry: padding + 'x' header, then 'x' body + ustar
-    # header; the end marker's second block: 1.
-    assert reads.calls <= 2 * len(items) + 3
+    assert reads.calls <= 4  # the stream is about 1 MiB: a read for the start, the rest after the big body
+    assert reads.bytes <= archive.stat().st_size - len(big) + members.READ_SIZE
 
 
-def test_writer_makes_one_write_per_entry_and_one_for_the_end(tmp_path, monkeypatch):
+def test_writer_gathers_small_entries_into_one_write_and_sends_big_bodies_apart(tmp_path, monkeypatch):
     src = small_tree(tmp_path / "src")
     items = walk_items(src)
     writes: list[bytes] = []
@@ -81,9 +89,30 @@ def test_writer_makes_one_write_per_entry_and_one_for_the_end(tmp_path, monkeypa
     monkeypatch.setattr(writer, "write_all", counted)
     data = collect(lambda fd: write_stream(fd, items))
 
-    assert len(writes) == len(items) + 1
-    assert writes[-1].endswith(END) and len(writes[-1]) % pax.BLOCK == 0
-    assert len(data) % pax.BLOCK == 0
+    big = [size for size in SIZES if size > writer.SMALL_BODY]
+    assert len(big) == 1
+    # Everything up to the big body's headers, then (after its kernel copy) the rest with the end marker.
+    assert len(writes) == 2
+    assert sum(map(len, writes)) == len(data) - big[0]
+    assert len(writes[0]) % pax.BLOCK == 0  # the big body starts on a block boundary
+    assert writes[-1].endswith(END) and len(data) % pax.BLOCK == 0
+    receive_bytes(data, f"{tmp_path / 'dest'}/")
+    assert snapshot(tmp_path / "dest") == snapshot(src)
+
+
+def test_writer_writes_once_a_batch_is_gathered(tmp_path, monkeypatch):
+    src = tmp_path / "src"
+    src.mkdir()
+    count = 3 * writer.BATCH // writer.SMALL_BODY
+    for i in range(count):
+        (src / f"f{i:03d}").write_bytes(os.urandom(writer.SMALL_BODY))
+    sizes: list[int] = []
+    real = writer.write_all
+    monkeypatch.setattr(writer, "write_all", lambda fd, data: (sizes.append(len(data)), real(fd, data)))
+    data = collect(lambda fd: write_stream(fd, walk_items(src)))
+
+    assert 3 <= len(sizes) <= 4
+    assert all(size >= writer.BATCH for size in sizes[:-1]) and sum(sizes) == len(data)
     receive_bytes(data, f"{tmp_path / 'dest'}/")
     assert snapshot(tmp_path / "dest") == snapshot(src)
 

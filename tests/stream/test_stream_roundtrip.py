@@ -11,10 +11,11 @@ import pytest
 from conftest import need_tool
 from stream_support import build_tree, pipe_transfer, snapshot, temp_leftovers, walk_items
 
+from zcp import hashing
 from zcp.config import Method
 from zcp.errors import SourceChanged
 from zcp.model import Entry
-from zcp.stream import receive, write_stream
+from zcp.stream import members, receive, write_stream, writer
 
 
 def test_pipe_round_trip_gives_an_identical_tree(tmp_path):
@@ -28,9 +29,18 @@ def test_pipe_round_trip_gives_an_identical_tree(tmp_path):
     distinct = {(e.dev, e.ino) for e in regular}
     assert sent.files == got.files == got.verified == len(distinct)
     assert sent.hardlinks == len(regular) - len(distinct)
-    assert sent.by_method == {Method.SPLICE: sent.bytes}
-    assert got.by_method == {Method.SPLICE: got.bytes} and got.bytes == sent.bytes
+    small, big = _body_bytes(src)
+    assert sent.by_method == {Method.RW: small, Method.SPLICE: big}  # small bodies travel with their headers
+    assert got.bytes == sent.bytes and sum(got.by_method.values()) == got.bytes
+    # Of a big body only what one read of the stream caught passes through user space.
+    assert got.by_method[Method.SPLICE] >= (src / "big").stat().st_size - members.READ_SIZE
     assert got.zcp and got.format == "tar"
+
+
+def _body_bytes(root) -> tuple[int, int]:
+    """Body bytes of the distinct regular files below ``root``: (small ones, big ones)."""
+    sizes = {(e.dev, e.ino): e.size for _, e in walk_items(root) if e.kind == "file"}.values()
+    return sum(n for n in sizes if n <= writer.SMALL_BODY), sum(n for n in sizes if n > writer.SMALL_BODY)
 
 
 def test_rsync_agrees_with_the_copy(tmp_path):
@@ -67,7 +77,8 @@ def test_each_output_kind_uses_its_kernel_path(tmp_path, output, method):
             stats = write_stream(fd, walk_items(src))
         finally:
             os.close(fd)
-    assert stats.by_method == {method: stats.bytes}
+    small, big = _body_bytes(src)
+    assert stats.by_method == ({Method.RW: small + big} if method is Method.RW else {Method.RW: small, method: big})
 
     dest = tmp_path / "dest"
     fd = os.open(archive, os.O_RDONLY)
@@ -76,7 +87,9 @@ def test_each_output_kind_uses_its_kernel_path(tmp_path, output, method):
     finally:
         os.close(fd)
     assert snapshot(dest) == snapshot(src)
-    assert got.by_method == {Method.COPY_FILE_RANGE: got.bytes}  # a tar file on stdin: file to file
+    # A tar file on stdin: small bodies come with the headers read, big ones go file to file.
+    assert set(got.by_method) == {Method.RW, Method.COPY_FILE_RANGE} and sum(got.by_method.values()) == got.bytes
+    assert got.by_method[Method.COPY_FILE_RANGE] >= (src / "big").stat().st_size - members.READ_SIZE
 
 
 def _drain_socket(sock: socket.socket, sink) -> None:
@@ -135,7 +148,8 @@ def test_owner_is_kept_when_asked(tmp_path):
 
 def test_a_file_that_grew_while_sent_is_source_changed(tmp_path):
     path = tmp_path / "growing"
-    path.write_bytes(b"a" * 1000)
+    size = writer.SMALL_BODY + 1000  # a big body: its header goes out before the body is read
+    path.write_bytes(b"a" * size)
     entry = Entry.from_stat(str(path), os.lstat(path))
 
     def items():
@@ -149,7 +163,7 @@ def test_a_file_that_grew_while_sent_is_source_changed(tmp_path):
             self.real_write = os.write
 
         def write(self, fd, data):
-            if fd == self.fd and b"ZCP.xxh3_128" in bytes(data) and path.stat().st_size == 1000:
+            if fd == self.fd and b"ZCP.xxh3_128" in bytes(data) and path.stat().st_size == size:
                 with open(path, "ab") as f:
                     f.write(b"more")
             return self.real_write(fd, data)
@@ -199,3 +213,61 @@ def test_files_gone_or_unreadable_before_their_header_are_left_out(tmp_path):
     assert sent.vanished == [str(src / "gone"), str(src / "link-gone")]
     assert sent.failed == [(str(src / "z"), "no longer a regular file")]
     assert sent.entries == 1 and got.entries == 1
+
+
+def test_a_small_file_changed_after_the_walk_is_sent_as_it_is_now(tmp_path):
+    """The walk's lstat no longer matches: the file is sent from a fresh fstat, not left out."""
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "f").write_bytes(b"old")
+    items = walk_items(src)
+    (src / "f").write_bytes(b"new and longer")
+    os.utime(src / "f", ns=(1_000_000_000_123, 2_000_000_000_456))
+    sent, got = pipe_transfer(items, f"{tmp_path}/dest/")
+    assert (sent.files, sent.failed, got.verified) == (1, [], 1)
+    assert (tmp_path / "dest" / "f").read_bytes() == b"new and longer"
+    assert (tmp_path / "dest" / "f").stat().st_mtime_ns == 2_000_000_000_456
+
+
+def test_a_small_file_changed_while_read_is_read_again(tmp_path, monkeypatch):
+    """A write between the body's read and the fstat after it: the bracket fails, the general path
+    sends the file as it is then, with a digest that matches what is sent."""
+    path = tmp_path / "f"
+    path.write_bytes(b"first")
+    entry = Entry.from_stat(str(path), os.lstat(path))
+    real_pread = os.pread
+    preads: list[int] = []
+
+    def pread_then_rewrite(fd, length, offset):
+        data = real_pread(fd, length, offset)
+        if not preads:
+            path.write_bytes(b"second!")
+        preads.append(length)
+        return data
+
+    monkeypatch.setattr(os, "pread", pread_then_rewrite)
+    sent, got = pipe_transfer([("f", entry)], f"{tmp_path}/dest/")
+    assert len(preads) == 2  # the first read was dropped
+    assert (sent.files, sent.failed, got.verified) == (1, [], 1)
+    assert (tmp_path / "dest" / "f").read_bytes() == b"second!"
+
+
+def test_a_big_body_is_verified_through_a_mapping_and_gets_its_metadata(tmp_path, sigio_ignored, monkeypatch):
+    """Past hashing's mmap threshold the received file is reopened read-only so that the hash may
+    map it under a lease; owner, mode and times still land through that fd."""
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "big").write_bytes(os.urandom(hashing.MMAP_MIN_SIZE + 5))
+    (src / "big").chmod(0o640)
+    os.chown(src / "big", 1234, 5678)
+    os.utime(src / "big", ns=(1_000_000_000_123, 2_000_000_000_456))
+    maps: list[int] = []
+    real_mmap = hashing.mmap.mmap
+    monkeypatch.setattr(hashing.mmap, "mmap", lambda fd, length, **kw: (maps.append(length), real_mmap(fd, length, **kw))[1])
+
+    sent, got = pipe_transfer(walk_items(src), f"{tmp_path}/dest/", preserve_owner=True)
+    assert got.verified == 1
+    assert len(maps) == 2  # the sender's hash and the receiver's
+    st = (tmp_path / "dest" / "big").stat()
+    assert (st.st_mode & 0o7777, st.st_uid, st.st_gid, st.st_mtime_ns) == (0o640, 1234, 5678, 2_000_000_000_456)
+    assert (tmp_path / "dest" / "big").read_bytes() == (src / "big").read_bytes()

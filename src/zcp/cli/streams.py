@@ -199,6 +199,7 @@ def _receive(dest: str, config: Config, stream_format: StreamFormat) -> int:
     if stream_format is not StreamFormat.RAW and classify(STDIN)[0] is FdKind.TTY:
         raise UsageError("refusing to read a stream from a terminal: pipe or redirect one to stdin")
     start = time.monotonic()
+    prepare_signals()  # lets hashing map big received files
     _widen_pipe(STDIN)
     is_root = os.geteuid() == 0
     meter = _Meter(config, "receiving")

@@ -1,10 +1,9 @@
 """A tar stream as a sequence of members: header blocks, pax and GNU long-name headers resolved.
 
-Reads exactly one block per header and exactly the declared size of each metadata body (bounded by
-MAX_META_SIZE), so a file body is never read here: the caller moves it with a kernel copy and then
-calls ``end_body``. Where a header block is known to come next (after a metadata body, after a
-body's padding), it is read in the same call: two reads per zcp entry instead of four, never a
-byte past a header.
+The input is read in chunks of up to READ_SIZE into a buffer, and headers are parsed from it: a
+stream of small files takes a few reads for many entries. A body up to SMALL_BODY is handed out
+from the buffer; of a larger one only what the buffer already holds is, and the caller moves the
+rest straight from the fd with a kernel copy. Metadata bodies are bounded by MAX_META_SIZE.
 """
 
 from __future__ import annotations
@@ -17,7 +16,7 @@ from typing import NamedTuple
 from zcp.errors import StreamError
 from zcp.model import Kind
 from zcp.stream import pax
-from zcp.stream.transfer import discard, read_exact
+from zcp.stream.transfer import discard, read_some
 
 _KIND_BY_TYPE = {
     pax.REGULAR: Kind.FILE,
@@ -34,8 +33,11 @@ _META_TYPES = frozenset({pax.PAX_EXTENDED, pax.PAX_GLOBAL, pax.GNU_LONGNAME, pax
 _PLAIN_KEYS = frozenset({"path", "linkpath", "size", "uid", "gid", "mtime", "atime", "hdrcharset", pax.KEY_VERSION, pax.KEY_HASH})
 _TIME_LIMIT = 1 << 63  # ns, what utimensat takes
 _ID_LIMIT = 2**32 - 2  # (uid_t)-1 means "leave unchanged" to chown
-# Bodies this small are dropped with the next header in one read; larger ones in bounded chunks.
-_SKIP_IN_ONE_READ = 1 << 16
+# Bodies up to this size are taken into memory whole (written with one write, hashed there);
+# larger ones go from the fd to the file by a kernel copy.
+SMALL_BODY = 64 << 10
+# One read asks for this much: many small entries per call, and a bounded copy of a big body's head.
+READ_SIZE = 256 << 10
 _FS_ENCODING, _FS_ERRORS = sys.getfilesystemencoding(), sys.getfilesystemencodeerrors()  # as os.fsdecode
 # The 'x' header block before each entry differs from the last ones only by its size, if at all:
 # decoded once per distinct block. (A bad block raises, and lru_cache keeps no exceptions.)
@@ -61,15 +63,12 @@ class Member(NamedTuple):
 
 
 class TarReader:
-    """Members of a tar stream read from ``fd``, after ``peeked``: bytes already read from it.
-
-    ``peeked`` must hold whole headers (with their extended bodies), so that it is used up before
-    the first file body, which the caller moves straight from ``fd``.
-    """
+    """Members of a tar stream read from ``fd``, after ``peeked``: bytes already read from it."""
 
     def __init__(self, fd: int, peeked: bytes = b""):
         self.fd = fd
-        self._peeked = peeked
+        self._buffer = peeked  # read from fd, not yet used: from _pos on
+        self._pos = 0
         self._globals: dict[str, bytes] = {}
         self._started = False
         self.is_zcp = False
@@ -101,12 +100,23 @@ class TarReader:
                 else:
                     long_link = body.split(b"\x00", 1)[0]
                 continue
-            if self._peeked:
-                raise AssertionError("peeked bytes must end at a header boundary")
-            return self._member(header, {**self._globals, **extended}, long_name, long_link)
+            return self._member(header, {**self._globals, **extended} if self._globals else extended, long_name, long_link)
+
+    def small_body(self, member: Member) -> bytes:
+        """The whole body of ``member`` (at most SMALL_BODY bytes), its padding consumed."""
+        length = member.size + pax.padding(member.size)
+        data = self._take(length)
+        if len(data) != length:
+            raise StreamError(f"truncated stream: it ends inside the body of {member.name!r}")
+        return data[: member.size]
+
+    def body_head(self, member: Member) -> bytes:
+        """What the buffer holds of ``member``'s body: the caller moves the rest from ``fd``, then
+        calls end_body."""
+        return self._take(min(member.size, len(self._buffer) - self._pos))
 
     def end_body(self, member: Member) -> None:
-        """Read the padding after a body the caller has moved (and the next header's block)."""
+        """Read the padding after a body the caller has moved."""
         self._expect(pax.padding(member.size), member)
 
     def skip_body(self, member: Member) -> None:
@@ -115,20 +125,18 @@ class TarReader:
 
     def drain(self) -> None:
         """Read what follows the end marker (tar pads to 10 KiB records) so the writer never sees EPIPE."""
-        self._peeked = b""
+        self._buffer, self._pos = b"", 0
         discard(self.fd, None)
 
     def _expect(self, length: int, member: Member) -> None:
-        if length <= _SKIP_IN_ONE_READ:
-            got = len(self._read(length, ahead=pax.BLOCK))
-        else:
-            got = discard(self.fd, length)
-        if got != length:
+        buffered = min(length, len(self._buffer) - self._pos)
+        self._pos += buffered
+        if buffered < length and discard(self.fd, length - buffered) != length - buffered:
             raise StreamError(f"truncated stream: it ends inside the body of {member.name!r}")
 
     def _block(self) -> bytes | None:
         """The next header block; None at a proper end of the archive."""
-        block = self._read(pax.BLOCK)
+        block = self._take(pax.BLOCK)
         if not block:
             # GNU tar accepts an archive cut at a header boundary; zcp writers always end theirs,
             # so from zcp a missing end marker means the writer died.
@@ -139,28 +147,41 @@ class TarReader:
             raise StreamError("truncated stream: it ends inside a header")
         if block != pax.ZERO_BLOCK:
             return block
-        second = self._read(pax.BLOCK)
+        second = self._take(pax.BLOCK)
         if second and second != pax.ZERO_BLOCK:
             raise StreamError("malformed stream: a lone zero block before more entries")
         return None
 
-    def _read(self, length: int, ahead: int = 0) -> bytes:
-        """``length`` bytes, fewer only at EOF. With ``ahead``, up to that many more are read in
-        the same call and kept for the next _read: only ever the header block that comes next."""
-        if self._peeked:
-            head, self._peeked = self._peeked[:length], self._peeked[length:]
-            return head if len(head) == length else head + read_exact(self.fd, length - len(head))
-        data = read_exact(self.fd, length + ahead)
-        if len(data) <= length:
-            return data
-        self._peeked = data[length:]
-        return data[:length]
+    def _take(self, length: int) -> bytes:
+        """The next ``length`` bytes of the stream, fewer only at EOF."""
+        start = self._pos
+        end = start + length
+        if end <= len(self._buffer):
+            self._pos = end
+            return self._buffer[start:end]
+        return self._take_refilled(length)
+
+    def _take_refilled(self, length: int) -> bytes:
+        """_take past the buffer: what it holds, then fresh reads (which become the buffer)."""
+        parts = [self._buffer[self._pos :]]
+        missing = length - len(parts[0])
+        self._buffer, self._pos = b"", 0
+        while missing > 0:
+            chunk = read_some(self.fd, max(missing, READ_SIZE))
+            if not chunk:
+                break
+            if len(chunk) > missing:
+                self._buffer, self._pos = chunk, missing
+                chunk = chunk[:missing]  # only what is asked for is copied
+            parts.append(chunk)
+            missing -= len(chunk)
+        return b"".join(parts)
 
     def _meta_body(self, header: pax.Header) -> bytes:
         if not 0 <= header.size <= pax.MAX_META_SIZE:
             raise StreamError(f"extended header of {header.size} bytes refused (limit {pax.MAX_META_SIZE})")
         length = header.size + pax.padding(header.size)
-        data = self._read(length, ahead=pax.BLOCK)  # a metadata header always precedes another header
+        data = self._take(length)
         if len(data) != length:
             raise StreamError("truncated stream: it ends inside an extended header")
         return data[: header.size]
@@ -189,7 +210,8 @@ class TarReader:
         hardlink = typeflag == pax.HARDLINK
         if typeflag == pax.AREGULAR and name.endswith(b"/"):
             typeflag = pax.DIRECTORY  # pre-POSIX tars marked folders by the trailing slash
-        if not hardlink and typeflag not in _KIND_BY_TYPE:
+        kind = Kind.FILE if hardlink else _KIND_BY_TYPE.get(typeflag)
+        if kind is None:
             raise StreamError(f"unsupported tar entry type {typeflag!r} for {os.fsdecode(name)!r}")
         size = header.size if (value := get("size")) is None else pax.parse_decimal(value, "size", pax.MAX_BODY_SIZE)
         if not 0 <= size <= pax.MAX_BODY_SIZE:
@@ -202,26 +224,14 @@ class TarReader:
         gid = header.gid if (value := get("gid")) is None else pax.parse_decimal(value, "gid", _ID_LIMIT)
         if not (0 <= uid <= _ID_LIMIT and 0 <= gid <= _ID_LIMIT):
             raise StreamError(f"absurd owner {uid}:{gid} for {os.fsdecode(name)!r}")
-        return Member(
-            name=name.decode(_FS_ENCODING, _FS_ERRORS),
-            kind=Kind.FILE if hardlink else _KIND_BY_TYPE[typeflag],
-            hardlink=hardlink,
-            mode=header.mode & 0o7777,
-            uid=uid,
-            gid=gid,
-            size=size,
-            mtime_ns=mtime_ns,
-            atime_ns=atime_ns,
-            linkname=linkname.decode(_FS_ENCODING, _FS_ERRORS),
-            devmajor=header.devmajor,
-            devminor=header.devminor,
-            digest=_digest(get(pax.KEY_HASH), name),
-        )
+        digest = None if (value := get(pax.KEY_HASH)) is None else _digest(value, name)
+        # Positional: this runs once per entry.
+        return Member(name.decode(_FS_ENCODING, _FS_ERRORS), kind, hardlink, header.mode & 0o7777, uid, gid, size,
+                      mtime_ns, atime_ns, linkname.decode(_FS_ENCODING, _FS_ERRORS) if linkname else "",
+                      header.devmajor, header.devminor, digest)
 
 
-def _digest(value: bytes | None, name: bytes) -> bytes | None:
-    if value is None:
-        return None
+def _digest(value: bytes, name: bytes) -> bytes:
     try:
         digest = bytes.fromhex(value.decode("ascii"))
     except (UnicodeDecodeError, ValueError):

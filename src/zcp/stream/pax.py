@@ -116,6 +116,10 @@ def format_ns_time(ns: int) -> bytes:
 
 def parse_ns_time(value: bytes) -> int:
     """'<sec>[.<fraction>]' with an optional '-' over the whole; digits beyond ns are cut."""
+    if 10 < len(value) <= 30 and value[-10] == 0x2E:  # '.' and 9 digits, as zcp writes: one int()
+        digits = value[:-10] + value[-9:]
+        if digits.isdigit():
+            return int(digits)
     negative = value.startswith(b"-")
     whole, _, frac = (value[1:] if negative else value).partition(b".")
     # bytes.isdigit() is ASCII-only: no other digits slip through.
@@ -253,18 +257,30 @@ def padding(size: int) -> int:
 
 def record(key: bytes, value: bytes) -> bytes:
     """'<len> <key>=<value>\\n' where <len> counts the whole record, its own digits included."""
-    rest = len(key) + len(value) + 3  # ' ', '=' and '\n'
+    return b"%d %s=%s\n" % (_record_length(len(key) + len(value)), key, value)
+
+
+def record_length(key: bytes, value: bytes) -> int:
+    """The <len> of record(key, value)."""
+    return _record_length(len(key) + len(value))
+
+
+@lru_cache(maxsize=1024)
+def _record_length(key_and_value: int) -> int:
+    rest = key_and_value + 3  # ' ', '=' and '\n'
     digits = len(str(rest))
     length = rest + digits
     if len(str(length)) != digits:  # the digits themselves pushed it past a power of ten
         length += 1
-    return b"%d %s=%s\n" % (length, key, value)
+    return length
 
 
 def encode_records(records: list[tuple[str, bytes]]) -> bytes:
     return b"".join(record(key.encode("utf-8"), value) for key, value in records)
 
 
+# The keys of a zcp stream, decoded once.
+_KNOWN_KEYS = {key.encode(): key for key in ("path", "linkpath", "size", "uid", "gid", "mtime", "atime", KEY_HASH, KEY_VERSION)}
 # One record as writers emit it: no newline in key or value, at most 20 length digits.
 _PLAIN_RECORD = re.compile(rb"(\d{1,20}) ([^=\n]+)=([^\n]*)\n")
 
@@ -281,7 +297,7 @@ def decode_records(data: bytes) -> dict[str, bytes]:
         if declared != len(length) + len(key) + len(value) + 3:
             return _decode_records_exactly(data)
         covered += declared
-        records[key.decode("utf-8", "surrogateescape")] = value
+        records[_KNOWN_KEYS.get(key) or key.decode("utf-8", "surrogateescape")] = value
     return records if covered == len(data) else _decode_records_exactly(data)
 
 

@@ -18,14 +18,16 @@ from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import Literal
 
+from xxhash import xxh3_128_digest
+
 from zcp.config import Method
 from zcp.errors import SourceChanged, StreamError, UsageError, ZcpError, describe
-from zcp.hashing import hash_fd, hex_digest
+from zcp.hashing import MMAP_MIN_SIZE, hash_fd, hex_digest
 from zcp.model import Kind
 from zcp.stream import pax
 from zcp.confine import ConfinedDir, Parts, display, split_name
 from zcp.exec.atomic import temp_name
-from zcp.stream.members import Member, TarReader
+from zcp.stream.members import SMALL_BODY, Member, TarReader
 from zcp.stream.transfer import body_methods, move, read_exact, write_all
 from zcp.syscalls import Progress
 
@@ -202,23 +204,17 @@ class _FileReceiver:
             self.options.on_file(member.name)
         fd = os.open(tmp, _NEW_FILE, 0o600, dir_fd=parent_fd)
         try:
-            if member.size:
-                self._methods = self._methods or body_methods(self.reader.fd, fd)
-                try:
-                    move(self.reader.fd, fd, member.size, None, 0, self._methods, self.stats.by_method, self.options.progress)
-                except SourceChanged:
-                    raise StreamError(f"truncated stream: it ends inside the body of {member.name!r}") from None
-            self.reader.end_body(member)
+            if member.size <= SMALL_BODY:
+                digest = self._write_small(fd, member)
+            else:
+                self._write_big(fd, member)
+                if member.digest is not None and member.size >= MMAP_MIN_SIZE:
+                    fd = _read_only(fd)  # hash_fd maps a file this big, under a lease no writer may hold
+                digest = self._hash_written(fd, member)
             if member.digest is not None:
-                # Hashed from the written file (page cache) rather than while receiving: the body
-                # never passes through user space, so splice keeps it zero-copy.
-                try:
-                    got = hash_fd(fd, member.size)
-                except SourceChanged:
-                    raise StreamError(f"{member.name!r} changed while it was received") from None
-                if got != member.digest:
+                if digest != member.digest:
                     raise StreamError(
-                        f"hash mismatch for {member.name!r}: stream says {hex_digest(member.digest)}, got {hex_digest(got)}"
+                        f"hash mismatch for {member.name!r}: stream says {hex_digest(member.digest)}, got {hex_digest(digest)}"
                     )
                 self.stats.verified += 1
             apply_fd_metadata(fd, member, self.options)
@@ -226,6 +222,43 @@ class _FileReceiver:
             os.close(fd)
         self.stats.files += 1
         self.stats.bytes += member.size
+
+    def _write_small(self, fd: int, member: Member) -> bytes | None:
+        """A body taken whole from the stream's buffer: one write, hashed in memory."""
+        body = self.reader.small_body(member)
+        write_all(fd, body)
+        self.stats.by_method[Method.RW] += len(body)
+        if self.options.progress is not None:
+            self.options.progress(len(body))
+        return None if member.digest is None else xxh3_128_digest(body)
+
+    def _write_big(self, fd: int, member: Member) -> None:
+        """What the buffer holds of the body, then the rest by a kernel copy."""
+        head = self.reader.body_head(member)
+        write_all(fd, head)
+        self.stats.by_method[Method.RW] += len(head)
+        if self.options.progress is not None:
+            self.options.progress(len(head))
+        self._methods = self._methods or body_methods(self.reader.fd, fd)
+        try:
+            move(self.reader.fd, fd, member.size - len(head), None, len(head), self._methods, self.stats.by_method,
+                 self.options.progress)
+        except SourceChanged:
+            raise StreamError(f"truncated stream: it ends inside the body of {member.name!r}") from None
+        self.reader.end_body(member)
+
+    def _hash_written(self, fd: int, member: Member) -> bytes | None:
+        """A big body's digest, read back from the file (page cache).
+
+        Hashing while receiving would force every body byte through user space; reading the fresh
+        file back keeps the body path zero-copy.
+        """
+        if member.digest is None:
+            return None
+        try:
+            return hash_fd(fd, member.size)
+        except SourceChanged:
+            raise StreamError(f"{member.name!r} changed while it was received") from None
 
 
 class _Unpacker:
@@ -374,6 +407,15 @@ class _Unpacker:
                 apply_fd_metadata(fd, self.folders[parts], self.options)
             finally:
                 os.close(fd)
+
+
+def _read_only(fd: int) -> int:
+    """``fd``'s file opened again read-only, ``fd`` closed: with no writer open, hash_fd can take
+    the read lease it needs to hash through a mapping instead of copying every byte (the metadata
+    calls that follow work on a read-only fd of our own file too)."""
+    read_fd = os.open(f"/proc/self/fd/{fd}", os.O_RDONLY | os.O_CLOEXEC)
+    os.close(fd)
+    return read_fd
 
 
 def apply_fd_metadata(fd: int, member: Member, options: _Options) -> None:

@@ -1,4 +1,4 @@
-"""Moving stream bytes: exact header reads and writes, and bodies through the cheapest kernel path."""
+"""Moving stream bytes: reads and writes of headers, and bodies through the cheapest kernel path."""
 
 from __future__ import annotations
 
@@ -60,17 +60,28 @@ def move(
 
 
 def write_all(fd: int, data: bytes) -> None:
-    """Write every byte (headers, padding): loop on short writes, poll on EAGAIN."""
-    view = memoryview(data)
-    while view:
+    """Write every byte (headers, padding, small bodies): loop on short writes, poll on EAGAIN."""
+    rest: bytes | memoryview = data
+    while rest:
         try:
-            written = os.write(fd, view)
+            written = os.write(fd, rest)
         except BlockingIOError:
             _wait(fd, select.POLLOUT)
             continue
         except BrokenPipeError:
             raise BrokenPipe("the reader of the stream went away (broken pipe)") from None
-        view = view[written:]
+        if written == len(rest):  # the usual case: one call, no view
+            return
+        rest = memoryview(rest)[written:]
+
+
+def read_some(fd: int, length: int) -> bytes:
+    """One read of up to ``length`` bytes (empty only at EOF); waits on EAGAIN."""
+    while True:
+        try:
+            return os.read(fd, length)
+        except BlockingIOError:
+            _wait(fd, select.POLLIN)
 
 
 def read_exact(fd: int, length: int) -> bytes:

@@ -1,9 +1,9 @@
-"""`zcp SRC -`: a tree as a POSIX pax stream, bodies moved from the page cache by the kernel.
+"""`zcp SRC -`: a tree as a POSIX pax stream, big bodies moved from the page cache by the kernel.
 
-Headers and padding go out with write(), one call per entry (the padding of a body leaves with the
-next entry's headers); each body goes with splice (to a pipe), sendfile (to a socket),
-copy_file_range (to a regular file) or read/write (anything else). Every regular file is
-hashed before its body is sent and the xxh3-128 travels in its pax header (docs/stream-format.md).
+Headers, padding and small bodies are gathered and go out with one write() per BATCH bytes; each
+big body goes with splice (to a pipe), sendfile (to a socket), copy_file_range (to a regular file)
+or read/write (anything else). Every regular file is hashed before its header is sent and the
+xxh3-128 travels in its pax header (docs/stream-format.md).
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import TypeVar
+
+from xxhash import xxh3_128_digest
 
 from zcp.config import Method
 from zcp.errors import SourceChanged, describe
@@ -34,12 +36,19 @@ _TYPE_BY_KIND = {
     Kind.BLOCK: pax.BLOCKDEV,
 }
 T = TypeVar("T")
-_HASH_KEY = pax.KEY_HASH.encode()
+# A digest is always 32 hex digits: the hash record's length is fixed.
+_HASH_RECORD = b"%d %s=%%s\n" % (pax.record_length(pax.KEY_HASH.encode(), bytes(32)), pax.KEY_HASH.encode())
 # What the 12- and 8-byte octal fields hold: larger values travel in pax records.
 _OCTAL12_LIMIT = 8**11
 _OCTAL8_LIMIT = 8**7
 # O_NONBLOCK: a FIFO swapped in for a file must not block the open (fstat then tells).
 _OPEN_SOURCE = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NOCTTY | os.O_NONBLOCK
+# Bodies up to this size travel through user space with their headers: one pread and a share of a
+# write cost less than the fstat, hash read and splice of the zero-copy path. Larger ones are
+# never copied by us.
+SMALL_BODY = 64 << 10
+# Queued bytes that trigger a write: few calls, and well within a widened pipe.
+BATCH = 256 << 10
 
 
 @dataclass
@@ -63,7 +72,7 @@ def write_stream(out_fd: int, items: Iterable[tuple[str, Entry]], *, progress: P
     BrokenPipe when the reader went away.
     """
     sender = _Sender(out_fd, progress)
-    sender.hold(pax.pax_header(b"././@PaxGlobalHeader", pax.PAX_GLOBAL, [(pax.KEY_VERSION, pax.ZCP_VERSION.encode())]))
+    sender.put(pax.pax_header(b"././@PaxGlobalHeader", pax.PAX_GLOBAL, [(pax.KEY_VERSION, pax.ZCP_VERSION.encode())]))
     stats = sender.stats
     first_names: dict[tuple[int, int], bytes] = {}  # (dev, ino) of multiply linked files
     for name, entry in items:
@@ -90,6 +99,7 @@ def write_stream(out_fd: int, items: Iterable[tuple[str, Entry]], *, progress: P
             written = True
         stats.entries += written
     sender.put(pax.ZERO_BLOCK * 2)
+    sender.flush()
     return stats
 
 
@@ -115,62 +125,97 @@ def _open_source(path: str) -> int:
 
 
 class _Sender:
-    """Entries onto ``out_fd``: one write() per entry and one kernel copy per body.
-
-    Bytes that must follow a body (its padding) are held and go out with the next entry's headers,
-    or with the end marker.
-    """
+    """Entries onto ``out_fd``: headers, padding and small bodies gathered into few writes, one
+    kernel copy per big body."""
 
     def __init__(self, out_fd: int, progress: Progress | None):
         self.out_fd = out_fd
         self.methods = method_chain(FdKind.FILE, *classify(out_fd))
         self.progress = progress
         self.stats = StreamStats()
-        self._held = b""
+        self._pending: list[bytes] = []
+        self._pending_size = 0
 
-    def hold(self, data: bytes) -> None:
-        """Send ``data`` with the next put (the global header, a body's padding)."""
-        self._held += data
+    def put(self, *chunks: bytes) -> None:
+        """Queue ``chunks``; written once BATCH bytes are gathered, before a big body, or by flush()."""
+        self._pending += chunks
+        self._pending_size += sum(map(len, chunks))
+        if self._pending_size >= BATCH:
+            self.flush()
 
-    def put(self, data: bytes) -> None:
-        """Write what is held, then ``data``, in one call."""
-        write_all(self.out_fd, self._held + data)
-        self._held = b""
+    def flush(self) -> None:
+        """Write everything queued, in one call."""
+        if self._pending:
+            write_all(self.out_fd, b"".join(self._pending))
+            self._pending.clear()
+            self._pending_size = 0
 
     def send_file(self, arcname: bytes, entry: Entry) -> bool:
-        """Header, body and padding of one regular file; False if it could not be opened (left out)."""
-        stats = self.stats
-        fd = _before_header(_open_source, entry.path, stats)
+        """Header, body and padding of one regular file; False if it was left out."""
+        fd = _before_header(_open_source, entry.path, self.stats)
         if fd is None:
             return False
         try:
-            before = os.fstat(fd)
-            if not stat.S_ISREG(before.st_mode):
-                stats.failed.append((entry.path, "no longer a regular file"))
-                return False
-            size = before.st_size
-            # Hash first: the reader checks the body against it, and the body then goes out of the
-            # page cache this read has just filled.
-            try:
-                digest = hash_fd(fd, size)
-            except SourceChanged as exc:
-                stats.failed.append((entry.path, str(exc)))
-                return False
-            self.put(_headers(arcname, pax.REGULAR, stat.S_IMODE(before.st_mode), before.st_uid, before.st_gid, size,
-                              before.st_mtime_ns, before.st_atime_ns, digest=digest))
-            try:
-                move(fd, self.out_fd, size, 0, None, self.methods, stats.by_method, self.progress)
-            except SourceChanged as exc:
-                raise SourceChanged(f"{entry.path}: {exc}") from None
-            self.hold(pax.ZERO_BLOCK[: pax.padding(size)])
-            after = os.fstat(fd)
-            if (after.st_size, after.st_mtime_ns) != (size, before.st_mtime_ns):
-                raise SourceChanged(f"{entry.path}: changed while it was sent")
+            if entry.size <= SMALL_BODY and self._send_small(fd, arcname, entry):
+                return True
+            return self._send_big(fd, arcname, entry.path)
         finally:
             os.close(fd)
-        stats.files += 1
-        stats.bytes += size
+
+    def _send_small(self, fd: int, arcname: bytes, entry: Entry) -> bool:
+        """The body read in one pread and queued with its headers: the walk's lstat before the read
+        and one fstat after it bracket the read. False (nothing queued) if they disagree, or the
+        fd cannot be read so: the general path then decides with a fresh fstat."""
+        try:
+            body = os.pread(fd, entry.size + 1, 0)
+        except OSError:  # no longer a regular file (a folder, a FIFO): the general path says so
+            return False
+        after = os.fstat(fd)
+        if (len(body), after.st_size, after.st_mtime_ns, after.st_ino, after.st_dev) != (
+            entry.size, entry.size, entry.mtime_ns, entry.ino, entry.dev
+        ) or not stat.S_ISREG(after.st_mode):
+            return False
+        self.stats.by_method[Method.RW] += len(body)
+        if self.progress:
+            self.progress(len(body))
+        headers = _headers(arcname, pax.REGULAR, stat.S_IMODE(after.st_mode), after.st_uid, after.st_gid, len(body),
+                           entry.mtime_ns, entry.atime_ns, digest=xxh3_128_digest(body))
+        self.put(headers, body, pax.ZERO_BLOCK[: pax.padding(len(body))])
+        self._count(len(body))
         return True
+
+    def _send_big(self, fd: int, arcname: bytes, path: str) -> bool:
+        """Hashed, headers written, then the body by a kernel copy; fstat before and after."""
+        stats = self.stats
+        before = os.fstat(fd)
+        if not stat.S_ISREG(before.st_mode):
+            stats.failed.append((path, "no longer a regular file"))
+            return False
+        size = before.st_size
+        # Hash first: the reader checks the body against it, and the body then goes out of the
+        # page cache this read has just filled.
+        try:
+            digest = hash_fd(fd, size)
+        except SourceChanged as exc:
+            stats.failed.append((path, str(exc)))
+            return False
+        self.put(_headers(arcname, pax.REGULAR, stat.S_IMODE(before.st_mode), before.st_uid, before.st_gid, size,
+                          before.st_mtime_ns, before.st_atime_ns, digest=digest))
+        self.flush()
+        try:
+            move(fd, self.out_fd, size, 0, None, self.methods, stats.by_method, self.progress)
+        except SourceChanged as exc:
+            raise SourceChanged(f"{path}: {exc}") from None
+        self.put(pax.ZERO_BLOCK[: pax.padding(size)])
+        after = os.fstat(fd)
+        if (after.st_size, after.st_mtime_ns) != (size, before.st_mtime_ns):
+            raise SourceChanged(f"{path}: changed while it was sent")
+        self._count(size)
+        return True
+
+    def _count(self, size: int) -> None:
+        self.stats.files += 1
+        self.stats.bytes += size
 
 
 def _archive_name(name: str, kind: Kind) -> bytes:
@@ -203,22 +248,16 @@ def _headers(
 ) -> bytes:
     """The 'x' header with exact values, then the ustar header with what fits."""
     records: list[bytes] = []
-    ascii_name = arcname.isascii()
-    # ASCII is UTF-8: the decoding check only runs for other names.
-    binary = not (ascii_name and linkname.isascii()) and not (pax.is_utf8(arcname) and pax.is_utf8(linkname))
-    if binary:
-        records.append(pax.record(b"hdrcharset", b"BINARY"))  # must come before the values it describes
-    if binary or not ascii_name or (len(arcname) > 100 and not pax.fits_ustar_name(arcname)):
-        records.append(pax.record(b"path", arcname))
-    if len(linkname) > 100 or not linkname.isascii():
-        records.append(pax.record(b"linkpath", linkname))
-    for key, value, limit in ((b"size", size, _OCTAL12_LIMIT), (b"uid", uid, _OCTAL8_LIMIT), (b"gid", gid, _OCTAL8_LIMIT)):
-        if value >= limit:
-            records.append(pax.record(key, b"%d" % value))
-    records.append(pax.record(b"mtime", pax.format_ns_time(mtime_ns)))
-    records.append(pax.record(b"atime", pax.format_ns_time(atime_ns)))
+    if not (len(arcname) <= 100 and len(linkname) <= 100 and arcname.isascii() and linkname.isascii()):
+        records += _name_records(arcname, linkname)
+    if size >= _OCTAL12_LIMIT or uid >= _OCTAL8_LIMIT or gid >= _OCTAL8_LIMIT:
+        for key, value, limit in ((b"size", size, _OCTAL12_LIMIT), (b"uid", uid, _OCTAL8_LIMIT), (b"gid", gid, _OCTAL8_LIMIT)):
+            if value >= limit:
+                records.append(pax.record(key, b"%d" % value))
+    mtime, atime = pax.format_ns_time(mtime_ns), pax.format_ns_time(atime_ns)
+    records.append(b"%d mtime=%s\n%d atime=%s\n" % (pax.record_length(b"mtime", mtime), mtime, pax.record_length(b"atime", atime), atime))
     if digest is not None:
-        records.append(pax.record(_HASH_KEY, hex_digest(digest).encode()))
+        records.append(_HASH_RECORD % hex_digest(digest).encode())
     header = pax.encode_header(
         arcname,
         typeflag,
@@ -234,6 +273,21 @@ def _headers(
         devminor=device[1],
     )
     return pax.meta_header(b"././@PaxHeader", pax.PAX_EXTENDED, b"".join(records)) + header
+
+
+def _name_records(arcname: bytes, linkname: bytes) -> list[bytes]:
+    """The records a name or link target needs when ustar cannot carry it: too long, or not ASCII."""
+    records: list[bytes] = []
+    ascii_name = arcname.isascii()
+    # ASCII is UTF-8: the decoding check only runs for other names.
+    binary = not (ascii_name and linkname.isascii()) and not (pax.is_utf8(arcname) and pax.is_utf8(linkname))
+    if binary:
+        records.append(pax.record(b"hdrcharset", b"BINARY"))  # must come before the values it describes
+    if binary or not ascii_name or (len(arcname) > 100 and not pax.fits_ustar_name(arcname)):
+        records.append(pax.record(b"path", arcname))
+    if len(linkname) > 100 or not linkname.isascii():
+        records.append(pax.record(b"linkpath", linkname))
+    return records
 
 
 @lru_cache(maxsize=1024)
