@@ -50,3 +50,12 @@ def test_concurrent_marks_are_all_kept():
     for t in threads:
         t.join()
     assert all(caps.is_known_unsupported(Method.COPY_FILE_RANGE, w, d) for w in range(8) for d in range(500))
+
+
+def test_usable_methods_leave_out_known_refusals_and_learn_new_ones():
+    caps = Capabilities()
+    methods = (Method.REFLINK, Method.COPY_FILE_RANGE, Method.RW)
+    assert caps.usable(methods, 1, 2) == methods
+    caps.mark_unsupported(Method.REFLINK, 1, 2)
+    assert caps.usable(methods, 1, 2) == (Method.COPY_FILE_RANGE, Method.RW)  # not the answer kept before
+    assert caps.usable(methods, 2, 1) == methods  # per device pair

@@ -164,7 +164,7 @@ def _copy_ranges(methods: tuple[Method, ...], src_fd: int, dst_fd: int, ranges: 
     written = 0
     for offset, length in ranges:
         while True:
-            usable = [m for m in usable if not caps.is_known_unsupported(m, *devices)]
+            usable = caps.usable(tuple(usable), *devices)
             if not usable:
                 raise MethodUnavailable("no kernel path could copy the changed blocks (" + ", ".join(methods) + ")")
             method = usable[0]

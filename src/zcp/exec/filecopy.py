@@ -14,11 +14,9 @@ def copy_bytes(methods: tuple[Method, ...], src_fd: int, dst_fd: int, size: int,
     A method is left for the next only when it wrote nothing (Unsupported); the device pair then
     remembers it so later files skip the attempt. Any other failure is the file's failure.
     """
+    usable = caps.usable(methods, *devices)
     refusals = []
-    for method in methods:
-        if caps.is_known_unsupported(method, *devices):
-            refusals.append(f"{method}: unsupported here")
-            continue
+    for method in usable:
         try:
             if method is Method.REFLINK:
                 reflink(src_fd, dst_fd)
@@ -29,4 +27,5 @@ def copy_bytes(methods: tuple[Method, ...], src_fd: int, dst_fd: int, size: int,
         except Unsupported as exc:
             caps.mark_unsupported(method, *devices)
             refusals.append(str(exc))
-    raise MethodUnavailable("no kernel path could copy it (" + "; ".join(refusals) + ")")
+    known = [f"{m}: unsupported here" for m in methods if m not in usable]
+    raise MethodUnavailable("no kernel path could copy it (" + "; ".join(known + refusals) + ")")

@@ -15,12 +15,23 @@ class Capabilities:
 
     def __init__(self) -> None:
         self._unsupported: set[tuple[Method, int, int]] = set()
+        # what usable() answered, asked once per file: dropped whenever a refusal is learnt
+        self._usable: dict[tuple[tuple[Method, ...], int, int], tuple[Method, ...]] = {}
         self._lock = threading.Lock()
 
     def is_known_unsupported(self, method: Method, src_dev: int, dst_dev: int) -> bool:
-        # A set lookup is atomic under the GIL: the lock only orders writers (asked once per file).
+        # A set lookup is atomic under the GIL: the lock only orders writers.
         return (method, src_dev, dst_dev) in self._unsupported
+
+    def usable(self, methods: tuple[Method, ...], src_dev: int, dst_dev: int) -> tuple[Method, ...]:
+        """``methods`` less those known to be unsupported between the two devices."""
+        key = (methods, src_dev, dst_dev)
+        found = self._usable.get(key)
+        if found is None:
+            found = self._usable[key] = tuple(m for m in methods if (m, src_dev, dst_dev) not in self._unsupported)
+        return found
 
     def mark_unsupported(self, method: Method, src_dev: int, dst_dev: int) -> None:
         with self._lock:
             self._unsupported.add((method, src_dev, dst_dev))
+            self._usable = {}

@@ -157,8 +157,9 @@ def _run(
     done = 0
     while length is None or done < length:
         count = MAX_CALL if length is None else min(MAX_CALL, length - done)
-        try:
-            moved = move(count, _at(src_off, done), _at(dst_off, done))
+        try:  # once per file for most files: the offsets are worked out here, not in calls
+            moved = move(count, None if src_off is None else src_off + done,
+                         None if dst_off is None else dst_off + done)
         except BlockingIOError:
             _wait(src_fd, select.POLLIN)
             _wait(dst_fd, select.POLLOUT)
@@ -173,7 +174,8 @@ def _run(
                 break
             raise _ended_early(method, src_off, done, length)
         done += moved
-        _report(progress, moved)
+        if progress is not None:
+            progress(moved)
     return done
 
 
