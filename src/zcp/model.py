@@ -111,6 +111,7 @@ class Action:
     existing: Entry | None = None  # lstat of the destination before the run
     dst_dev: int = 0  # device the destination lands on (for the unsupported-path memory)
     in_setgid: bool = False  # its folder is setgid: a new file takes the folder's group
+    default_acl: bool = False  # its folder has a default ACL: a new file's mode is not source & ~umask
     warning: str = ""  # SKIP of something the user asked for (a FIFO without root, ...)
 
     def __reduce__(self):
@@ -121,6 +122,14 @@ _ENTRY_FIELDS = attrgetter(*Entry.__slots__)
 _ACTION_FIELDS = attrgetter(*Action.__slots__)
 
 
+class Landing(NamedTuple):
+    """What a destination folder does to the entries created in it."""
+
+    dev: int  # its device
+    setgid: bool  # they take its group
+    default_acl: bool  # a new file's mode comes from its default ACL, not from the umask
+
+
 @dataclass(slots=True)
 class Folder:
     """A source folder whose entries are still to be planned, and the destination folder they land in."""
@@ -129,8 +138,7 @@ class Folder:
     src: str
     dst: str
     new: bool  # not a folder in the destination before the run: its entries need no lstat
-    dev: int  # device of the destination folder
-    setgid: bool  # entries created in it take its group
+    landing: Landing
     names: tuple[str, ...] | None = None  # only these entries, already listed (the rest of a listing)
 
 
@@ -141,8 +149,7 @@ class LinkCandidate(NamedTuple):
     src: Entry
     dst: str
     existing: Entry | None
-    dev: int
-    setgid: bool
+    landing: Landing
 
 
 class Extra(NamedTuple):

@@ -192,7 +192,9 @@ class Executor:
             if read_back(dst_fd, src.size, ranges) != expected:
                 return None
             self.stats.verified += 1
-        warnings = self.meta.apply_fd(dst_fd, src, action.existing, src_fd, mode, action.in_setgid)
+        # a default ACL, not the umask, cut the mode it was created with: set it in any case
+        created_mode = None if action.default_acl else mode
+        warnings = self.meta.apply_fd(dst_fd, src, action.existing, src_fd, created_mode, action.in_setgid)
         if self.config.fsync:
             os.fsync(dst_fd)
         return method, moved, warnings

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from zcp.config import Compare, Config, Preserve
-from zcp.model import SPECIAL_KINDS, Action, Entry, Kind, Op
+from zcp.model import SPECIAL_KINDS, Action, Entry, Kind, Landing, Op
 from zcp.planner.choose import choose_methods
 
 
@@ -18,10 +18,10 @@ class Decider:
     # (dev, ino) of a source link group -> (its first destination, that file's (dev, ino) if kept as is)
     first_link: dict[tuple[int, int], tuple[str, tuple[int, int] | None]] = field(default_factory=dict)
 
-    def decide(self, rel: str, src: Entry, dst: str, existing: Entry | None, folder: tuple[int, bool],
+    def decide(self, rel: str, src: Entry, dst: str, existing: Entry | None, folder: Landing,
                target: str | None = None, existing_target: str | None = None,
                same_content: bool | None = None) -> Action:
-        """``folder``: (device, setgid) of the destination folder the entry lands in.
+        """``folder``: what the destination folder the entry lands in does to new entries.
         ``target``/``existing_target``: link texts, read by the caller for symlinks.
         ``same_content``: for --checksum, whether two same-size files hash alike (read by the caller).
         """
@@ -41,7 +41,7 @@ class Decider:
             return self._linked_file(rel, src, dst, existing, folder, same_content)
         return self._file(rel, src, dst, existing, folder, same_content)
 
-    def _file(self, rel: str, src: Entry, dst: str, existing: Entry | None, folder: tuple[int, bool],
+    def _file(self, rel: str, src: Entry, dst: str, existing: Entry | None, folder: Landing,
               same_content: bool | None = None) -> Action:
         config = self.config
         if existing is not None and existing.kind is not Kind.DIR:
@@ -49,13 +49,13 @@ class Decider:
                 return Action(Op.SKIP, rel, dst, src, existing=existing, reason="newer in the destination (--update)")
             if existing.kind is Kind.FILE and self._up_to_date(src, existing, same_content):
                 return self._attrs(rel, src, dst, existing)
-        dst_dev, in_setgid = folder
+        dst_dev = folder.dev
         methods, why = choose_methods(config.method, config.reflink, src.dev == dst_dev)
         op = Op.COPY if existing is None else Op.UPDATE
         return Action(op, rel, dst, src, methods=methods, reason=why, existing=existing, dst_dev=dst_dev,
-                      in_setgid=in_setgid)
+                      in_setgid=folder.setgid, default_acl=folder.default_acl)
 
-    def _linked_file(self, rel: str, src: Entry, dst: str, existing: Entry | None, folder: tuple[int, bool],
+    def _linked_file(self, rel: str, src: Entry, dst: str, existing: Entry | None, folder: Landing,
                      same_content: bool | None) -> Action:
         """Hard-link groups: the first member is copied, the others are linked to it."""
         key = (src.dev, src.ino)

@@ -8,7 +8,7 @@ from collections.abc import Callable, Generator, Iterator
 from dataclasses import replace
 
 from zcp.config import Compare, Config
-from zcp.model import Action, Entry, Extra, Folder, Kind, LinkCandidate, Op
+from zcp.model import Action, Entry, Extra, Folder, Kind, Landing, LinkCandidate, Op
 from zcp.planner.decide import Decider
 from zcp.planner.operands import Transfer
 from zcp.planner.walk import OnError, join_rel, list_names
@@ -74,10 +74,10 @@ class Planner:
         """The transfer's root entry, and the root as a Folder when it is one."""
         src, dst_root = transfer.src, transfer.dst
         existing = self._lstat(dst_root)
-        where = self._parent_of(dst_root)
-        yield self._decide("", src, dst_root, existing, where)
+        landing = self._parent_of(dst_root)
+        yield self._decide("", src, dst_root, existing, landing)
         if src.kind is Kind.DIR:
-            yield _folder("", src, dst_root.rstrip("/") or "/", existing, where)
+            yield _folder("", src, dst_root.rstrip("/") or "/", existing, landing)
 
     def plan_tree(self, root: Folder, stop: Callable[[], bool] | None = None,
                   split: int = 1) -> Iterator[Action | Folder | LinkCandidate | Extra]:
@@ -136,19 +136,19 @@ class Planner:
             return ()
         rel = rel_prefix + name
         dst = dst_prefix + name
-        where = (folder.dev, folder.setgid)
+        landing = folder.landing
         existing = action = None
         try:
             if not folder.new:
                 existing = self._lstat(dst)
             if entry.nlink > 1 and entry.kind is Kind.FILE and self.config.preserve.hard_links:
-                return (LinkCandidate(rel, entry, dst, existing, *where),)
-            action = self._decide(rel, entry, dst, existing, where)
+                return (LinkCandidate(rel, entry, dst, existing, landing),)
+            action = self._decide(rel, entry, dst, existing, landing)
         except OSError as exc:  # an unreadable destination entry, a symlink that vanished
             self.on_error(path, exc)
         items = () if action is None else self._clear_the_way(action)
         if entry.kind is Kind.DIR:
-            return (*items, _folder(rel, entry, dst, existing, where))
+            return (*items, _folder(rel, entry, dst, existing, landing))
         return items
 
     def keep(self, item: LinkCandidate | Extra) -> None:
@@ -161,7 +161,7 @@ class Planner:
     def later(self) -> Iterator[Action]:
         """After the walk: hard-link groups (first member copied, the others linked), then deletions."""
         for c in self._links:
-            yield from self._clear_the_way(self._decide(c.rel, c.src, c.dst, c.existing, (c.dev, c.setgid)))
+            yield from self._clear_the_way(self._decide(c.rel, c.src, c.dst, c.existing, c.landing))
         self._links = []
         yield from self._deletions()
 
@@ -216,7 +216,7 @@ class Planner:
             path = os.path.join(folder.dst, name)
             yield Extra(Action(Op.DELETE, child, path, existing=self._lstat(path), reason="not in the source"))
 
-    def _decide(self, rel: str, src: Entry, dst: str, existing: Entry | None, folder: tuple[int, bool]) -> Action:
+    def _decide(self, rel: str, src: Entry, dst: str, existing: Entry | None, folder: Landing) -> Action:
         target = existing_target = same = None
         if src.kind is Kind.SYMLINK:
             target = os.readlink(src.path)
@@ -228,13 +228,13 @@ class Planner:
         return self.decider.decide(rel, src, dst, existing, folder, target, existing_target, same)
 
     @staticmethod
-    def _parent_of(dst_root: str) -> tuple[int, bool]:
-        """(device, setgid) of the folder the destination root lands in."""
+    def _parent_of(dst_root: str) -> Landing:
+        """The folder the destination root lands in."""
         parent = os.path.dirname(os.path.normpath(dst_root)) or "."
         while not os.path.isdir(parent):  # a folder target that the run creates first
             parent = os.path.dirname(parent) or "."
         st = os.stat(parent)
-        return st.st_dev, bool(st.st_mode & stat.S_ISGID)
+        return Landing(st.st_dev, bool(st.st_mode & stat.S_ISGID), _has_default_acl(parent))
 
 
 STOP_CHECK = 32  # actions between two questions to plan_tree's stop()
@@ -274,9 +274,18 @@ def _count_beneath(path: str) -> int:
     return count
 
 
-def _folder(rel: str, src: Entry, dst: str, existing: Entry | None, parent: tuple[int, bool]) -> Folder:
-    """A folder to descend into; its device and setgid are its own if it is a folder already, else
-    inherited from the folder it is made in (a new folder inherits setgid)."""
+def _folder(rel: str, src: Entry, dst: str, existing: Entry | None, parent: Landing) -> Folder:
+    """A folder to descend into; its landing is its own if it is a folder already, else that of the
+    folder it is made in (a new folder inherits setgid and the default ACL)."""
     if existing is not None and existing.kind is Kind.DIR:
-        return Folder(rel, src.path, dst, False, existing.dev, bool(existing.mode & stat.S_ISGID))
-    return Folder(rel, src.path, dst, True, *parent)
+        return Folder(rel, src.path, dst, False, Landing(existing.dev, bool(existing.mode & stat.S_ISGID),
+                                                         _has_default_acl(dst)))
+    return Folder(rel, src.path, dst, True, parent)
+
+
+def _has_default_acl(folder: str) -> bool:
+    try:
+        os.getxattr(folder, "system.posix_acl_default", follow_symlinks=False)
+        return True
+    except OSError:  # ENODATA: none; EOPNOTSUPP: no ACLs on this filesystem
+        return False
