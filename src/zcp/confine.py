@@ -168,9 +168,9 @@ class ConfinedDir:
         return openat2(dir_fd, part, _DIR_FLAGS, _RESOLVE)
 
     def _forget(self) -> None:
-        if self._cached:
-            os.close(self._cached[1])
-            self._cached = None
+        cached, self._cached = self._cached, None  # forgotten first: a signal cannot make it closed twice
+        if cached:
+            os.close(cached[1])
 
 
 def _nofollow_one(dir_fd: int, part: str) -> int:

@@ -325,3 +325,36 @@ def test_a_refused_link_of_an_unnamed_file_falls_back_to_a_named_temp(tmp_path, 
     for i in range(3):
         assert (tmp_path / "dst" / f"f{i}").read_bytes() == (src / f"f{i}").read_bytes()
     assert temp_files(tmp_path / "dst") == []
+
+
+def test_an_interruption_while_the_temp_file_is_closed_stops_the_run(monkeypatch, pair):
+    """The signal lands as the temp file's fd is being closed: the run stops (it is not one file's
+    'Bad file descriptor' from closing it twice), the old file stays and no temp file is left."""
+    from zcp.errors import Interrupted
+    from zcp.exec import atomic
+
+    src, dst = pair
+    _write(src / "f", MIB)
+    dst.mkdir()
+    (dst / "f").write_bytes(b"old")
+    pending_fds = []
+    real_create, real_close = atomic.Pending.create.__func__, os.close
+
+    def create(cls, *args):
+        pending = real_create(cls, *args)
+        pending_fds.append(pending.fd)
+        return pending
+
+    def close(fd):
+        real_close(fd)
+        if fd in pending_fds:
+            pending_fds.remove(fd)
+            raise Interrupted(15)  # as the handler would, right after the close
+
+    monkeypatch.setattr(atomic.Pending, "create", classmethod(create))
+    monkeypatch.setattr(os, "close", close)
+    with pytest.raises(Interrupted):
+        _copy_tree(src, dst)
+    monkeypatch.undo()
+    assert os.listdir(dst) == ["f"]
+    assert (dst / "f").read_bytes() in (b"old", (src / "f").read_bytes())

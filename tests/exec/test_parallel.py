@@ -148,9 +148,9 @@ def test_a_second_run_copies_nothing(tmp_path, jobs):
     assert {p: p.stat().st_ino for p in (tmp_path / "dst").rglob("*")} == inodes
 
 
-@pytest.mark.parametrize("jobs", ["1", "2"])
-def test_sigterm_stops_the_workers_and_leaves_no_temp_file(tmp_path, jobs):
-    """Mid-run, SIGTERM: exit 20, every worker gone, no temp file, every file there is whole."""
+def _start_big_copy(tmp_path: Path, jobs: str) -> tuple[subprocess.Popen, Path, Path]:
+    """A running -a copy of 4,000 files of 16 KiB, half of them replacing older ones, once 400 are
+    written. It runs in a session of its own, so that its workers can be looked for."""
     src, dst = tmp_path / "src", tmp_path / "dst"
     for d in range(40):
         for f in range(100):
@@ -166,13 +166,34 @@ def test_sigterm_stops_the_workers_and_leaves_no_temp_file(tmp_path, jobs):
     while sum(1 for p in dst.rglob("f*") if p.stat().st_size > 3) < 400 and run.poll() is None:
         assert time.monotonic() < deadline
         time.sleep(0.005)
+    return run, src, dst
+
+
+def _left_in_session(session: int) -> list[str]:
+    return subprocess.run(["pgrep", "-s", str(session)], capture_output=True, text=True).stdout.split()
+
+
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_sigterm_stops_the_workers_and_leaves_no_temp_file(tmp_path, jobs):
+    """Mid-run, SIGTERM: exit 20, every worker gone, no temp file, every file there is whole."""
+    run, src, dst = _start_big_copy(tmp_path, jobs)
     os.kill(run.pid, signal.SIGTERM)
     _, err = run.communicate(timeout=60)
     assert run.returncode == 20, err
     assert "interrupted" in err
-    left = subprocess.run(["pgrep", "-s", str(run.pid)], capture_output=True, text=True).stdout.split()
-    assert left == []  # the workers are gone too
+    assert _left_in_session(run.pid) == []  # the workers are gone too
     assert not [p for p in dst.rglob(".*.zcp")]
     for path in dst.rglob("f*"):
         content = path.read_bytes()
         assert content in (b"old", (src / path.relative_to(dst)).read_bytes())
+
+
+def test_workers_end_when_the_parent_is_killed(tmp_path):
+    """SIGKILL leaves the parent no chance to stop its workers: they notice and end on their own."""
+    run, _, dst = _start_big_copy(tmp_path, "2")
+    os.kill(run.pid, signal.SIGKILL)
+    run.communicate(timeout=60)  # its stderr closes only when the workers, which share it, are gone
+    deadline = time.monotonic() + 30
+    while _left_in_session(run.pid):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)

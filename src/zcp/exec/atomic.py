@@ -129,9 +129,11 @@ class Pending:
         self.temp = None
 
     def close(self) -> None:
-        if self.fd >= 0:
-            os.close(self.fd)
-            self.fd = -1
+        # forgotten before it is closed: a signal in between must not make a later close() hit
+        # the same number, maybe another file's by then
+        fd, self.fd = self.fd, -1
+        if fd >= 0:
+            os.close(fd)
 
     def discard(self) -> None:
         """Close and forget a file that will not be placed (an unnamed one simply vanishes)."""

@@ -8,7 +8,7 @@ import stat
 from collections.abc import Iterable
 
 from zcp.config import Config, Method
-from zcp.errors import FileError, SourceChanged, SourceVanished, Unsupported, VerifyMismatch, describe
+from zcp.errors import FileError, Interrupted, SourceChanged, SourceVanished, Unsupported, VerifyMismatch, describe
 from zcp.exec.atomic import Pending, UnnamedUnsupported, fsync_dir, make_beside, remove_live_temps
 from zcp.exec.delta import Delta, choose_delta, delta_in_place, delta_into_temp
 from zcp.exec.events import NullSink, Sink, Stats
@@ -81,14 +81,13 @@ class Executor:
 
     def execute(self, action: Action) -> None:
         try:
-            handler = _HANDLERS[action.op]
-            handler(self, action)
-        except FileNotFoundError as exc:
-            if action.src is not None and exc.filename == action.src.path:
-                self._fail(action, SourceVanished(f"{action.rel or action.dst}: vanished before it was read"))
-            else:
-                self._fail(action, exc)
+            _HANDLERS[action.op](self, action)
         except (OSError, FileError) as exc:
+            if isinstance(exc.__context__, (Interrupted, KeyboardInterrupt)):
+                # a clean-up failed on the way out of an interruption: the interruption wins
+                raise exc.__context__ from None
+            if isinstance(exc, FileNotFoundError) and action.src is not None and exc.filename == action.src.path:
+                exc = SourceVanished(f"{action.rel or action.dst}: vanished before it was read")
             self._fail(action, exc)
 
     def _fail(self, action: Action, exc: Exception) -> None:

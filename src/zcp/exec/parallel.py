@@ -114,12 +114,15 @@ class _TaskRunner:
         return _Result(events, pending, executor.take_folders(), touched, executor.stats, planner.read_errors)
 
 
-def _worker_main(conn: "Connection", config: Config, is_root: bool, interest: Interest, split: int) -> None:
+def _worker_main(conn: "Connection", config: Config, is_root: bool, interest: Interest, split: int,
+                 parent: int) -> None:
     """Take tasks until told to stop (None). A task ends early when the parent writes again (it asks
     for a share of the work for an idle worker) or after REPORT_EVERY seconds."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides how to stop; files finish whole
-    runner = _TaskRunner(config, is_root, interest)
     try:
+        _end_with(parent)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
+        runner = _TaskRunner(config, is_root, interest)
         while (message := conn.recv()) is not None:
             if message == _SHARE:
                 continue  # asked for after this task had already ended
@@ -132,6 +135,18 @@ def _worker_main(conn: "Connection", config: Config, is_root: bool, interest: In
 
 
 _SHARE = "share"  # parent to a busy worker: hand back the rest of your task now
+_STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
+_PR_SET_PDEATHSIG = 1
+
+
+def _end_with(parent: int) -> None:
+    """SIGTERM this worker when the parent dies, however it dies (even SIGKILL): a worker's siblings
+    hold the parent's ends of its pipe too, so it would never see end-of-file and would wait forever."""
+    import ctypes
+
+    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != parent:  # it died before we asked
+        raise Interrupted(signal.SIGTERM)
 
 
 @dataclass
@@ -287,13 +302,20 @@ class TreeRun:
         import multiprocessing  # only runs with more than one task pay for it
 
         context = multiprocessing.get_context("fork")
-        for _ in range(self.jobs):
-            parent_end, child_end = context.Pipe()
-            process = context.Process(target=_worker_main, args=(child_end, self.config, self._is_root,
-                                                                  self._interest, self.jobs), daemon=True)
-            process.start()
-            child_end.close()
-            self._workers.append(_Worker(process, parent_end))
+        # A stop signal between a fork and the bookkeeping would leave a worker that _stop() does not
+        # know: signals wait until it is known (each worker unblocks them for itself).
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+        try:
+            for _ in range(self.jobs):
+                parent_end, child_end = context.Pipe()
+                process = context.Process(target=_worker_main, args=(child_end, self.config, self._is_root,
+                                                                      self._interest, self.jobs, os.getpid()),
+                                          daemon=True)
+                process.start()
+                child_end.close()
+                self._workers.append(_Worker(process, parent_end))
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
 
     def _collect(self) -> None:
         """Read the results that are ready (at least one, if any worker is busy)."""
