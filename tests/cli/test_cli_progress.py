@@ -77,10 +77,12 @@ def test_the_display_shows_totals_the_current_file_and_its_method():
     sink.planned(second)
     sink.started(first, Method.COPY_FILE_RANGE)
     sink.advanced(1 << 20)
+    sink.sync()  # counts reach rich at most every PUSH_EVERY seconds
     console.print(sink.progress)  # render once, as the live display would
     drawn = out.getvalue()
     assert "0/2 files" in drawn and "a.bin" in drawn and "copy_file_range" in drawn
     assert "1.0/4.0 MiB" in drawn
     sink.finished(first, Method.COPY_FILE_RANGE, 3 << 20)
+    sink.sync()
     task = sink.progress.tasks[0]
     assert (task.completed, task.total) == (3 << 20, 4 << 20)
