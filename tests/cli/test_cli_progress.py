@@ -86,3 +86,35 @@ def test_the_display_shows_totals_the_current_file_and_its_method():
     sink.sync()
     task = sink.progress.tasks[0]
     assert (task.completed, task.total) == (3 << 20, 4 << 20)
+
+
+def test_workers_send_their_counts_and_the_bars_reach_the_totals(tmp_path):
+    """With -j2 and no -i/-v, workers send tallies instead of entries; the bars still end full."""
+    import io
+
+    from rich.console import Console
+
+    from zcp.cli.progress import ProgressSink
+    from zcp.config import Config, Preserve
+    from zcp.exec.events import Interest
+    from zcp.exec.parallel import FIRST_TASK
+    from zcp.replicate import replicate
+
+    sizes = {}
+    for n in range(3 * FIRST_TASK):
+        path = tmp_path / "src" / f"d{n // 40}" / f"f{n}"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"z" * (n % 5000))
+        sizes[path] = n % 5000
+    sink = ProgressSink(Console(file=io.StringIO(), force_terminal=True), verbose=0, quiet=False)
+    assert sink.interest is Interest.TOTALS
+    with sink:
+        stats = replicate([f"{tmp_path}/src/"], str(tmp_path / "dst"),
+                          Config(recursive=True, preserve=Preserve.archive(), jobs=2), sink)
+    entries = len(sizes) + len({p.parent for p in sizes}) + 1  # files, folders, the root
+    tally = sink.tally
+    assert stats.files == len(sizes)
+    assert (tally.files, tally.files_done) == (entries, entries)
+    assert (tally.bytes, tally.bytes_done) == (sum(sizes.values()),) * 2
+    task = sink.progress.tasks[0]
+    assert (task.completed, task.total) == (tally.bytes, tally.bytes)

@@ -14,23 +14,21 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
-from zcp.cli.output import Itemizer, TextSink, display_name, printable
+from zcp.cli.output import Itemizer, TextSink, printable
 from zcp.config import Method
-from zcp.exec.events import Interest
-from zcp.model import Action, Op
+from zcp.exec.events import Interest, Tally
+from zcp.model import Action
 
-_BYTE_OPS = (Op.COPY, Op.UPDATE)
 PUSH_EVERY = 0.05  # seconds
 
 
 class ProgressSink(TextSink):
     """Overall bytes and files with rate and ETA, the current file and its method.
 
-    Counts are kept here and handed to rich at most every PUSH_EVERY seconds (it redraws only four
-    times a second): updating rich for every entry cost 40 µs each, more than copying a small file.
+    Counts are kept in a Tally and handed to rich at most every PUSH_EVERY seconds (it redraws only
+    four times a second): updating rich for every entry cost 40 µs each, more than copying a small
+    file. Worker processes send only their tallies, unless -i or -v want the entries themselves.
     """
-
-    interest = Interest.ALL  # every entry moves the bars
 
     def __init__(self, console: Console, verbose: int, quiet: bool, items: Itemizer | None = None):
         super().__init__(verbose, quiet, console.file, items)
@@ -46,11 +44,12 @@ class ProgressSink(TextSink):
             refresh_per_second=4,  # each redraw costs milliseconds of the CPU the copy needs
         )
         self.bytes_task = self.progress.add_task("copying", total=0)
-        self._bytes = [0, 0]  # done, planned
-        self._files = [0, 0]
-        self._moved = 0  # bytes of the current file already counted by advanced()
-        self._current: tuple[Action, Method | None] | None = None
+        self.tally = Tally()
         self._next_push = 0.0
+
+    @property
+    def interest(self) -> Interest:
+        return max(super().interest, Interest.TOTALS)
 
     def __enter__(self) -> "ProgressSink":
         self.progress.start()
@@ -62,37 +61,33 @@ class ProgressSink(TextSink):
 
     def planned(self, action: Action) -> None:
         super().planned(action)
-        if action.op in _BYTE_OPS and action.src is not None:
-            self._bytes[1] += action.src.size
-        self._files[1] += 1
+        self.tally.planned(action)
         self._maybe_sync()
 
     def started(self, action: Action, method: Method | None) -> None:
-        self._moved = 0
-        self._current = (action, method)
+        self.tally.started(action, method)
         self._maybe_sync()
 
     def advanced(self, nbytes: int) -> None:
-        self._moved += nbytes
-        self._bytes[0] += nbytes
+        self.tally.advanced(nbytes)
         self._maybe_sync()
 
     def finished(self, action: Action, method: Method | None, nbytes: int) -> None:
-        if action.op in _BYTE_OPS and action.src is not None:
-            # count what advanced() did not, and the planned size of a file that came out smaller
-            self._bytes[0] += max(nbytes, action.src.size) - self._moved
-        self._moved = 0
-        self._files[0] += 1
+        self.tally.finished(action, nbytes)
         super().finished(action, method, nbytes)
+        self._maybe_sync()
+
+    def tallied(self, tally: Tally) -> None:
+        self.tally.add(tally)
         self._maybe_sync()
 
     def sync(self) -> None:
         """Hand the counts and the current file to rich now."""
-        (done, total), (files_done, files_total) = self._bytes, self._files
-        update: dict = {"completed": done, "total": total}
-        if self._current is not None:
-            action, method = self._current
-            update["description"] = printable(f"{files_done}/{files_total} files  {display_name(action)} [{method}]")
+        tally = self.tally
+        update: dict = {"completed": tally.bytes_done, "total": tally.bytes}
+        if tally.current is not None:
+            name, method = tally.current
+            update["description"] = printable(f"{tally.files_done}/{tally.files} files  {name} [{method}]")
         self.progress.update(self.bytes_task, **update)
 
     def _maybe_sync(self) -> None:

@@ -9,7 +9,7 @@ from typing import Protocol
 
 from zcp.config import Method
 from zcp.errors import run_exit_code
-from zcp.model import Action
+from zcp.model import Action, Op
 
 
 @dataclass
@@ -57,8 +57,51 @@ class Interest(IntEnum):
     """Which entries a sink does something with: worker processes send it no others."""
 
     NONE = 0  # failures and warnings only
-    CHANGES = 1  # entries that change something (not SKIP)
-    ALL = 2
+    TOTALS = 1  # only how many files and bytes were planned and done (a Tally per task)
+    CHANGES = 2  # entries that change something (not SKIP)
+    ALL = 3
+
+
+_BYTE_OPS = frozenset({Op.COPY, Op.UPDATE})
+
+
+@dataclass
+class Tally:
+    """Files and bytes planned and done, and the file being copied: what a progress display shows."""
+
+    files: int = 0
+    bytes: int = 0
+    files_done: int = 0
+    bytes_done: int = 0
+    current: tuple[str, Method | None] | None = None  # its name and method
+    moved: int = 0  # bytes of the current file already counted by advanced()
+
+    def planned(self, action: Action) -> None:
+        if action.op in _BYTE_OPS and action.src is not None:
+            self.bytes += action.src.size
+        self.files += 1
+
+    def started(self, action: Action, method: Method | None) -> None:
+        self.moved = 0
+        self.current = (action.rel or action.dst, method)
+
+    def advanced(self, nbytes: int) -> None:
+        self.moved += nbytes
+        self.bytes_done += nbytes
+
+    def finished(self, action: Action, nbytes: int) -> None:
+        if action.op in _BYTE_OPS and action.src is not None:
+            # count what advanced() did not, and the planned size of a file that came out smaller
+            self.bytes_done += max(nbytes, action.src.size) - self.moved
+        self.moved = 0
+        self.files_done += 1
+
+    def add(self, other: "Tally") -> None:
+        self.files += other.files
+        self.bytes += other.bytes
+        self.files_done += other.files_done
+        self.bytes_done += other.bytes_done
+        self.current = other.current or self.current
 
 
 class Sink(Protocol):
@@ -73,6 +116,9 @@ class Sink(Protocol):
         """Bytes of the current file moved (large files only; small ones count when done)."""
 
     def finished(self, action: Action, method: Method | None, nbytes: int) -> None: ...
+
+    def tallied(self, tally: Tally) -> None:
+        """Entries carried out by a worker process, as counts (Interest.TOTALS)."""
 
     def failed(self, where: str, message: str) -> None: ...
 
@@ -92,6 +138,9 @@ class NullSink:
         pass
 
     def finished(self, action: Action, method: Method | None, nbytes: int) -> None:
+        pass
+
+    def tallied(self, tally: Tally) -> None:
         pass
 
     def failed(self, where: str, message: str) -> None:

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 from zcp.config import Config
 from zcp.errors import Interrupted
 from zcp.exec.atomic import remove_live_temps, remove_temps_beneath
-from zcp.exec.events import Interest, NullSink, Sink, Stats
+from zcp.exec.events import Interest, NullSink, Sink, Stats, Tally
 from zcp.exec.executor import Executor
 from zcp.model import Action, Folder, Op
 from zcp.planner.operands import Transfer
@@ -48,23 +48,32 @@ class _Recorder(NullSink):
     def __init__(self, interest: Interest) -> None:
         self.interest = interest
         self.events: list[tuple] = []
+        self.tally = Tally() if interest is Interest.TOTALS else None
         self._sending = False  # the events of the current action
 
     def planned(self, action: Action) -> None:
+        if self.tally is not None:
+            self.tally.planned(action)
         self._sending = self.interest is Interest.ALL or (self.interest is Interest.CHANGES
                                                           and action.op is not Op.SKIP)
         if self._sending:
             self.events.append(("planned", action))
 
     def started(self, action: Action, method) -> None:
+        if self.tally is not None:
+            self.tally.started(action, method)
         if self._sending:
             self.events.append(("started", method))
 
     def advanced(self, nbytes: int) -> None:
+        if self.tally is not None:
+            self.tally.advanced(nbytes)
         if self._sending:
             self.events.append(("advanced", nbytes))
 
     def finished(self, action: Action, method, nbytes: int) -> None:
+        if self.tally is not None:
+            self.tally.finished(action, nbytes)
         if self._sending:
             self.events.append(("finished", method, nbytes))
 
@@ -85,6 +94,7 @@ class _Result:
     touched: set[str] = field(default_factory=set)
     stats: Stats = field(default_factory=Stats)
     read_errors: int = 0
+    tally: Tally | None = None  # Interest.TOTALS: the counts instead of the entries
 
 
 class _TaskRunner:
@@ -97,8 +107,10 @@ class _TaskRunner:
 
     def run(self, folder: Folder, stop: Callable[[], bool], split: int) -> _Result:
         """Plan and carry out the folder until done or until ``stop()``; the rest comes back in pieces."""
-        executor, planner = self.executor, self.planner
-        events = self.recorder.events = []
+        executor, planner, recorder = self.executor, self.planner, self.recorder
+        events = recorder.events = []
+        if recorder.tally is not None:
+            recorder.tally = Tally()
         executor.stats, planner.read_errors = Stats(), 0
         pending: list[Folder] = []
         for item in planner.plan_tree(folder, stop, split):
@@ -111,7 +123,8 @@ class _TaskRunner:
             else:  # a hard-link candidate or a --delete extra: the parent plans them last
                 events.append(("later", item))
         touched, executor.touched = executor.touched, set()
-        return _Result(events, pending, executor.take_folders(), touched, executor.stats, planner.read_errors)
+        return _Result(events, pending, executor.take_folders(), touched, executor.stats, planner.read_errors,
+                       recorder.tally)
 
 
 def _worker_main(conn: "Connection", config: Config, is_root: bool, interest: Interest, split: int,
@@ -252,6 +265,8 @@ class TreeRun:
         self.executor.stats.merge(result.stats)
         self.executor.touched |= result.touched
         self.planner.read_errors += result.read_errors
+        if result.tally is not None:
+            self.sink.tallied(result.tally)
         self._results[task_id] = (result, self._queue(result.pending))
 
     def _advance(self) -> None:
