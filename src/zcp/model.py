@@ -96,6 +96,14 @@ class Op(StrEnum):
     DELETE = "delete"  # not in the source (--delete)
 
 
+class Landing(NamedTuple):
+    """What a destination folder does to the entries created in it."""
+
+    dev: int  # its device
+    setgid: bool  # they take its group
+    default_acl: bool  # a new file's mode comes from its default ACL, not from the umask
+
+
 @dataclass(slots=True)
 class Action:
     """One step of a plan: an op on ``dst`` from ``src``, with the kernel paths to try and why."""
@@ -109,9 +117,7 @@ class Action:
     link_to: str | None = None  # HARDLINK: destination path already written
     target: str | None = None  # SYMLINK: link text
     existing: Entry | None = None  # lstat of the destination before the run
-    dst_dev: int = 0  # device the destination lands on (for the unsupported-path memory)
-    in_setgid: bool = False  # its folder is setgid: a new file takes the folder's group
-    default_acl: bool = False  # its folder has a default ACL: a new file's mode is not source & ~umask
+    landing: Landing | None = None  # COPY/UPDATE: the folder the file lands in
     warning: str = ""  # SKIP of something the user asked for (a FIFO without root, ...)
 
     def __reduce__(self):
@@ -120,14 +126,6 @@ class Action:
 
 _ENTRY_FIELDS = attrgetter(*Entry.__slots__)
 _ACTION_FIELDS = attrgetter(*Action.__slots__)
-
-
-class Landing(NamedTuple):
-    """What a destination folder does to the entries created in it."""
-
-    dev: int  # its device
-    setgid: bool  # they take its group
-    default_acl: bool  # a new file's mode comes from its default ACL, not from the umask
 
 
 @dataclass(slots=True)

@@ -141,7 +141,7 @@ class Executor:
                 pending.close()
             except UnnamedUnsupported:  # it could not be named: this device gets named temp files
                 pending.discard()
-                self._no_tmpfile.add(action.dst_dev)
+                self._no_tmpfile.add(action.landing.dev)
                 return self._write_file(action, src, src_fd, before)
             except BaseException:
                 pending.discard()
@@ -160,11 +160,11 @@ class Executor:
 
     def _pending(self, action: Action, mode: int) -> Pending:
         """Unnamed (O_TMPFILE) for a new file where the filesystem allows, else a named temp file."""
-        unnamed = action.existing is None and action.dst_dev not in self._no_tmpfile
+        unnamed = action.existing is None and action.landing.dev not in self._no_tmpfile
         try:
             return Pending.create(action.dst, mode, unnamed)
         except UnnamedUnsupported:
-            self._no_tmpfile.add(action.dst_dev)
+            self._no_tmpfile.add(action.landing.dev)
             return Pending.create(action.dst, mode, False)
 
     def _fill(self, action: Action, src: Entry, src_fd: int, dst_fd: int, mode: int, before: os.stat_result,
@@ -192,8 +192,8 @@ class Executor:
                 return None
             self.stats.verified += 1
         # a default ACL, not the umask, cut the mode it was created with: set it in any case
-        created_mode = None if action.default_acl else mode
-        warnings = self.meta.apply_fd(dst_fd, src, action.existing, src_fd, created_mode, action.in_setgid)
+        created_mode = None if action.landing.default_acl else mode
+        warnings = self.meta.apply_fd(dst_fd, src, action.existing, src_fd, created_mode, action.landing.setgid)
         if self.config.fsync:
             os.fsync(dst_fd)
         return method, moved, warnings
@@ -202,7 +202,7 @@ class Executor:
                     try_delta: bool) -> tuple[Method, int]:
         patched = self._delta_into(action, src, src_fd, dst_fd, progress) if try_delta else None
         return patched or copy_bytes(action.methods, src_fd, dst_fd, src.size, sparse,
-                                     (src.dev, action.dst_dev), self.caps, progress)
+                                     (src.dev, action.landing.dev), self.caps, progress)
 
     def _delta_into(self, action: Action, src: Entry, src_fd: int, tmp_fd: int,
                     progress) -> tuple[Method, int] | None:
@@ -215,7 +215,7 @@ class Executor:
             if not stat.S_ISREG(os.fstat(old_fd).st_mode):
                 return None  # replaced since the walk; FICLONE's refusal must not mark the device
             result = delta_into_temp(src_fd, src.size, old_fd, tmp_fd, methods=action.methods,
-                                     devices=(src.dev, action.dst_dev), caps=self.caps, progress=progress)
+                                     devices=(src.dev, action.landing.dev), caps=self.caps, progress=progress)
         except Unsupported:
             return None  # this filesystem cannot clone: the temp is still empty for a whole copy
         finally:
@@ -231,7 +231,7 @@ class Executor:
             progress = self.sink.advanced if src.size >= _PROGRESS_MIN else None
             self.sink.started(action, action.methods[0])
             result = delta_in_place(src_fd, src.size, dst_fd, methods=action.methods,
-                                    devices=(src.dev, action.dst_dev), caps=self.caps, progress=progress)
+                                    devices=(src.dev, action.landing.dev), caps=self.caps, progress=progress)
             if self.config.verify:
                 if read_back(dst_fd, src.size, None) != digest(src_fd, src.size, None):
                     raise VerifyMismatch(f"{action.dst}: the file read back from storage differs from the source")

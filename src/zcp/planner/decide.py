@@ -49,11 +49,9 @@ class Decider:
                 return Action(Op.SKIP, rel, dst, src, existing=existing, reason="newer in the destination (--update)")
             if existing.kind is Kind.FILE and self._up_to_date(src, existing, same_content):
                 return self._attrs(rel, src, dst, existing)
-        dst_dev = folder.dev
-        methods, why = choose_methods(config.method, config.reflink, src.dev == dst_dev)
+        methods, why = choose_methods(config.method, config.reflink, src.dev == folder.dev)
         op = Op.COPY if existing is None else Op.UPDATE
-        return Action(op, rel, dst, src, methods=methods, reason=why, existing=existing, dst_dev=dst_dev,
-                      in_setgid=folder.setgid, default_acl=folder.default_acl)
+        return Action(op, rel, dst, src, methods=methods, reason=why, existing=existing, landing=folder)
 
     def _linked_file(self, rel: str, src: Entry, dst: str, existing: Entry | None, folder: Landing,
                      same_content: bool | None) -> Action:
