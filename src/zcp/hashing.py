@@ -80,6 +80,11 @@ def _hash_small(fd: int, size: int, progress: Progress | None) -> bytes | None:
                             f"expected {size} bytes, read {len(data)}")
     if progress:
         progress(size)
+    return hash_bytes(data)
+
+
+def hash_bytes(data: bytes) -> bytes:
+    """xxh3-128 of bytes already in memory (a small file read whole, a stream body)."""
     return xxhash.xxh3_128_digest(data)
 
 

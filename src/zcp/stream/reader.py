@@ -18,11 +18,9 @@ from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import Literal
 
-from xxhash import xxh3_128_digest
-
 from zcp.config import Method
 from zcp.errors import SourceChanged, StreamError, UsageError, ZcpError, describe
-from zcp.hashing import MMAP_MIN_SIZE, hash_fd, hex_digest
+from zcp.hashing import MMAP_MIN_SIZE, hash_bytes, hash_fd, hex_digest
 from zcp.model import Kind
 from zcp.stream import pax
 from zcp.confine import ConfinedDir, Parts, display, split_name
@@ -230,7 +228,7 @@ class _FileReceiver:
         self.stats.by_method[Method.RW] += len(body)
         if self.options.progress is not None:
             self.options.progress(len(body))
-        return None if member.digest is None else xxh3_128_digest(body)
+        return None if member.digest is None else hash_bytes(body)
 
     def _write_big(self, fd: int, member: Member) -> None:
         """What the buffer holds of the body, then the rest by a kernel copy."""

@@ -18,11 +18,9 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import TypeVar
 
-from xxhash import xxh3_128_digest
-
 from zcp.config import Method
 from zcp.errors import SourceChanged, describe
-from zcp.hashing import hash_fd, hex_digest
+from zcp.hashing import hash_bytes, hash_fd, hex_digest
 from zcp.model import DEVICE_KINDS, Entry, Kind
 from zcp.stream import pax
 from zcp.stream.transfer import body_methods, method_chain, move, write_all
@@ -179,7 +177,7 @@ class _Sender:
         if self.progress:
             self.progress(len(body))
         headers = _headers(arcname, pax.REGULAR, stat.S_IMODE(after.st_mode), after.st_uid, after.st_gid, len(body),
-                           entry.mtime_ns, entry.atime_ns, digest=xxh3_128_digest(body))
+                           entry.mtime_ns, entry.atime_ns, digest=hash_bytes(body))
         self.put(headers, body, pax.ZERO_BLOCK[: pax.padding(len(body))])
         self._count(len(body))
         return True
