@@ -180,7 +180,7 @@ class TreeRun:
         self.executor = Executor(config, sink, is_root=is_root)
         self.planner = Planner(config, self.executor.note_walk_error, sink.warned, is_root=is_root)
         self._is_root = self.executor.meta.is_root
-        self._interest = getattr(sink, "interest", Interest.ALL)
+        self._interest = sink.interest
         self._local: _TaskRunner | None = None
         self._workers: list[_Worker] = []
         self._forked = False

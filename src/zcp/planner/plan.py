@@ -152,7 +152,7 @@ class Planner:
         return items
 
     def keep(self, item: LinkCandidate | Extra) -> None:
-        """Hold what plan_folder() defers until the walk is over, in walk order."""
+        """Hold what plan_tree() defers until the walk is over, in walk order."""
         if type(item) is Extra:
             self._extras.append(item.action)
         else:
