@@ -20,6 +20,7 @@ from collections.abc import Callable
 import xxhash
 
 from zcp.errors import SourceChanged
+from zcp.syscalls.buffers import page_aligned
 
 DIGEST_SIZE = 16
 
@@ -224,13 +225,12 @@ def _feed_read(fd: int, limit: int | None, positional: bool, sink: _Sink, progre
     """Feed until EOF, or until one byte past ``limit`` (to notice growth); the number of bytes fed."""
     cap = None if limit is None else limit + 1
     # Sized to the file: zeroing a big buffer costs more than hashing a small file.
-    buffer = bytearray(min(READ_CHUNK, UNKNOWN_SIZE_CHUNK if cap is None else cap))
-    whole = memoryview(buffer)
+    whole = page_aligned(min(READ_CHUNK, UNKNOWN_SIZE_CHUNK if cap is None else cap))
     if positional and cap is not None and cap > READ_CHUNK:
         os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)
     done = 0
     while cap is None or done < cap:
-        want = len(buffer) if cap is None else min(len(buffer), cap - done)
+        want = len(whole) if cap is None else min(len(whole), cap - done)
         target = whole[:want]
         got = os.preadv(fd, [target], done) if positional else os.readv(fd, [target])
         if got == 0:

@@ -33,12 +33,13 @@ def small_chunks(monkeypatch):
 
 @pytest.fixture
 def maps(monkeypatch):
-    """The windows hashing maps (offset, length), recorded around the real mmap."""
+    """The windows of files hashing maps (offset, length), recorded around the real mmap."""
     calls: list[tuple[int, int]] = []
     real = mmap.mmap
 
     def recording(fd, length, *args, **kwargs):
-        calls.append((kwargs.get("offset", 0), length))
+        if fd != -1:  # not an anonymous read buffer
+            calls.append((kwargs.get("offset", 0), length))
         return real(fd, length, *args, **kwargs)
 
     monkeypatch.setattr(hashing.mmap, "mmap", recording)

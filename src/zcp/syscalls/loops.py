@@ -20,6 +20,7 @@ from typing import NoReturn
 
 from zcp.config import Method
 from zcp.errors import UNSUPPORTED_ERRNOS, SourceChanged, Unsupported
+from zcp.syscalls.buffers import page_aligned
 
 Progress = Callable[[int], None]
 # copier(src_fd, dst_fd, length, src_off, dst_off, progress) -> bytes moved
@@ -123,7 +124,7 @@ def read_write(
     """Plain read/write through one reused buffer: works on anything, the last fallback."""
     if length == 0:
         return 0
-    buffer = memoryview(bytearray(RW_BUFFER if length is None else min(RW_BUFFER, length)))
+    buffer = page_aligned(RW_BUFFER if length is None else min(RW_BUFFER, length))
 
     def take(count: int, pos: int | None) -> int:
         chunk = [buffer[:count]]
