@@ -15,6 +15,7 @@ import mmap
 import os
 import signal
 import stat
+import threading
 from collections.abc import Callable
 
 import xxhash
@@ -35,6 +36,8 @@ MMAP_MIN_SIZE = 2 << 20
 MMAP_CHUNK = 32 << 20
 READ_CHUNK = 1 << 20
 UNKNOWN_SIZE_CHUNK = 64 << 10  # procfs files and pipes: small, or a pipe's capacity per read
+# TrailingDigest reads this much at a time, and wakes when this much more has been written.
+TRAILING_CHUNK = 1 << 20
 
 # F_SETLEASE errors that mean "no lease here" rather than a broken fd: the file is open for
 # writing somewhere (EAGAIN), we are neither its owner nor CAP_LEASE (EACCES, EPERM), or the
@@ -240,3 +243,73 @@ def _feed_read(fd: int, limit: int | None, positional: bool, sink: _Sink, progre
         if progress:
             progress(got)
     return done
+
+
+
+class TrailingDigest:
+    """xxh3-128 of a file that this process is writing, computed by a thread that trails the writer.
+
+    The writer calls ``written(n)`` after each ``n`` bytes land; the thread reads back what has
+    landed (page cache) on another core, so the hash costs almost no time after the last byte.
+    Use as a context manager: leaving it stops the thread, whether or not ``digest`` was called.
+    """
+
+    def __init__(self, fd: int, start: int = 0):
+        self._fd = fd
+        self._landed = start
+        self._finished = False
+        self._stopped = False
+        self._error: BaseException | None = None
+        self._hasher = xxhash.xxh3_128()
+        self._hashed = 0
+        self._wake = threading.Condition()
+        self._thread = threading.Thread(target=self._run, name="zcp-trailing-hash", daemon=True)
+
+    def __enter__(self) -> TrailingDigest:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        with self._wake:
+            self._stopped = True
+            self._wake.notify()
+        self._thread.join()
+
+    def written(self, count: int) -> None:
+        with self._wake:
+            self._landed += count
+            if self._landed - self._hashed >= TRAILING_CHUNK:
+                self._wake.notify()
+
+    def digest(self, size: int) -> bytes:
+        """The digest once all ``size`` bytes have landed; SourceChanged if fewer could be read."""
+        with self._wake:
+            self._finished = True
+            self._wake.notify()
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        if self._hashed != size:
+            raise SourceChanged(f"read back {self._hashed} bytes, expected {size}")
+        return self._hasher.digest()
+
+    def _run(self) -> None:
+        try:
+            buffer = page_aligned(TRAILING_CHUNK)
+            while True:
+                with self._wake:
+                    while not (self._stopped or self._finished or self._landed - self._hashed >= TRAILING_CHUNK):
+                        self._wake.wait()
+                    if self._stopped:
+                        return
+                    landed, last = self._landed, self._finished
+                while self._hashed < landed:
+                    got = os.preadv(self._fd, [buffer[:min(TRAILING_CHUNK, landed - self._hashed)]], self._hashed)
+                    if got == 0:
+                        return  # shorter than written: digest() reports it
+                    self._hasher.update(buffer[:got])
+                    self._hashed += got
+                if last:
+                    return
+        except BaseException as exc:  # handed to the writer's thread by digest()
+            self._error = exc

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import mmap
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -365,3 +367,72 @@ def test_two_threads_hashing_one_fd_each_hold_their_own_lease(tmp_path):
         os.close(fd)
     assert errors == []
     assert set(results) == {xxhash.xxh3_128(data).digest()}
+
+
+@pytest.mark.parametrize("size", [0, 1, hashing.TRAILING_CHUNK - 1, hashing.TRAILING_CHUNK, 3 * hashing.TRAILING_CHUNK + 5])
+def test_trailing_digest_of_a_file_written_in_pieces(tmp_path, size):
+    data = os.urandom(size)
+    fd = os.open(tmp_path / "growing", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        with hashing.TrailingDigest(fd) as trailing:
+            done = 0
+            for piece in (1, 4095, 70_000, 1 << 20, 2 << 20):
+                piece = data[done:done + piece]
+                os.write(fd, piece)
+                trailing.written(len(piece))
+                done += len(piece)
+            os.write(fd, data[done:])
+            trailing.written(size - done)
+            assert trailing.digest(size) == xxhash.xxh3_128_digest(data)
+    finally:
+        os.close(fd)
+
+
+def test_trailing_digest_starts_after_bytes_already_written(tmp_path):
+    data = os.urandom(5 << 20)
+    fd = os.open(tmp_path / "f", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        os.write(fd, data[:1000])
+        with hashing.TrailingDigest(fd, start=1000) as trailing:
+            os.write(fd, data[1000:])
+            trailing.written(len(data) - 1000)
+            assert trailing.digest(len(data)) == xxhash.xxh3_128_digest(data)
+    finally:
+        os.close(fd)
+
+
+def test_trailing_digest_of_fewer_bytes_than_announced_is_source_changed(tmp_path):
+    fd = os.open(tmp_path / "short", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        os.write(fd, b"x" * 100)
+        with hashing.TrailingDigest(fd) as trailing:
+            trailing.written(200)
+            with pytest.raises(SourceChanged, match="read back 100 bytes, expected 200"):
+                trailing.digest(200)
+    finally:
+        os.close(fd)
+
+
+def test_leaving_a_trailing_digest_early_stops_its_thread(tmp_path):
+    fd = os.open(tmp_path / "f", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        with pytest.raises(RuntimeError), hashing.TrailingDigest(fd) as trailing:
+            os.write(fd, bytes(3 << 20))
+            trailing.written(3 << 20)
+            raise RuntimeError("the writer failed")
+        assert [t for t in threading.enumerate() if t.name == "zcp-trailing-hash"] == []
+    finally:
+        os.close(fd)
+
+
+def test_a_read_error_in_the_trailing_thread_reaches_the_writer(tmp_path):
+    fd = os.open(tmp_path / "f", os.O_WRONLY | os.O_CREAT, 0o600)  # write-only: preadv fails EBADF
+    try:
+        with hashing.TrailingDigest(fd) as trailing:
+            os.write(fd, bytes(3 << 20))
+            trailing.written(3 << 20)
+            with pytest.raises(OSError) as caught:
+                trailing.digest(3 << 20)
+            assert caught.value.errno == errno.EBADF
+    finally:
+        os.close(fd)

@@ -7,6 +7,7 @@ is missing, so both confinement paths are proven.
 from __future__ import annotations
 
 import os
+import threading
 import tracemalloc
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -150,6 +151,12 @@ def truncated_body(j: Jail) -> bytes:
     return zcp_global() + pax.encode_header(b"f", pax.REGULAR, size=5000) + os.urandom(3000)
 
 
+def big_truncated_body(j: Jail) -> bytes:
+    records = [(pax.KEY_HASH, b"00" * 16)]
+    return zcp_global() + pax.pax_header(b"././@PaxHeader", pax.PAX_EXTENDED, records) + \
+        pax.encode_header(b"f", pax.REGULAR, size=4 << 20) + os.urandom(3 << 20)
+
+
 def truncated_padding(j: Jail) -> bytes:
     return pax.encode_header(b"f", pax.REGULAR, size=100) + bytes(100)
 
@@ -178,6 +185,18 @@ def bad_checksum(j: Jail) -> bytes:
 
 def hash_mismatch(j: Jail) -> bytes:
     return zcp_global() + member(b"f", body=b"tampered", records=[(pax.KEY_HASH, b"00" * 16)]) + END
+
+
+def big_hash_mismatch(j: Jail) -> bytes:
+    """A body big enough to be hashed by the thread that trails the writes."""
+    body = os.urandom(3 << 20)
+    return zcp_global() + member(b"f", body=body, records=[(pax.KEY_HASH, b"00" * 16)]) + END
+
+
+def mid_hash_mismatch(j: Jail) -> bytes:
+    """Above the in-memory size, below the trailing thread's."""
+    body = os.urandom(1 << 20)
+    return zcp_global() + member(b"f", body=body, records=[(pax.KEY_HASH, b"00" * 16)]) + END
 
 
 def bad_hash_record(j: Jail) -> bytes:
@@ -232,6 +251,7 @@ CASES: list[tuple[Case, str]] = [
     (file_naming_dest, "destination folder itself"),
     (truncated_header, "truncated stream: it ends inside a header"),
     (truncated_body, "truncated stream: it ends inside the body of 'f'"),
+    (big_truncated_body, "truncated stream: it ends inside the body of 'f'"),
     (truncated_padding, "truncated stream: it ends inside the body of 'f'"),
     (no_end_marker_in_zcp_stream, "no end-of-archive marker"),
     (absurd_pax_size, "bad pax size"),
@@ -239,6 +259,8 @@ CASES: list[tuple[Case, str]] = [
     (absurd_long_name_size, "extended header of 8589934592 bytes refused"),
     (bad_checksum, "bad tar header"),
     (hash_mismatch, "hash mismatch for 'f'"),
+    (mid_hash_mismatch, "hash mismatch for 'f'"),
+    (big_hash_mismatch, "hash mismatch for 'f'"),
     (bad_hash_record, "bad ZCP.xxh3_128 record"),
     (malformed_pax_record, "malformed pax record"),
     (lone_zero_block, "lone zero block"),
@@ -257,10 +279,12 @@ def test_unsafe_stream_is_refused(jail, case, message):
     assert jail.untouched()
 
 
-def test_no_partial_file_is_left_by_a_truncated_body(jail):
+@pytest.mark.parametrize("case", [truncated_body, big_truncated_body, big_hash_mismatch])
+def test_no_partial_file_or_hashing_thread_is_left_by_a_bad_body(jail, case):
     with pytest.raises(StreamError):
-        receive_bytes(truncated_body(jail), str(jail.dest))
+        receive_bytes(case(jail), str(jail.dest))
     assert os.listdir(jail.dest) == []
+    assert [t for t in threading.enumerate() if t.name == "zcp-trailing-hash"] == []
 
 
 def test_devices_are_created_only_when_allowed(jail):
