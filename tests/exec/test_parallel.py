@@ -100,6 +100,29 @@ def test_workers_share_the_tree_and_a_small_run_does_not_fork(tmp_path, monkeypa
     assert len(pids) == 2  # both workers took a share
 
 
+def test_a_few_big_files_are_shared_by_the_workers(tmp_path, monkeypatch):
+    """A copied MiB counts as work like an entry does: six files of 8 MiB fork the workers once the
+    parent has done FIRST_TASK units, where six small files would never fork."""
+    monkeypatch.setattr(parallel, "FIRST_TASK", 16)
+    expected = {f"f{n}": os.urandom(8 << 20) for n in range(6)}
+    for rel, data in expected.items():
+        (tmp_path / "src").mkdir(exist_ok=True)
+        (tmp_path / "src" / rel).write_bytes(data)
+    real_run = parallel._TaskRunner.run
+
+    def run(self, folder, *args):
+        result = real_run(self, folder, *args)
+        result.events.append(("warned", f"pid {os.getpid()}"))  # the parent replays it
+        return result
+
+    monkeypatch.setattr(parallel._TaskRunner, "run", run)
+    sink = RecordingSink()
+    replicate([f"{tmp_path}/src/"], str(tmp_path / "dst"), Config(jobs=2, **ARCHIVE), sink)
+    assert read_tree(tmp_path / "dst") == expected
+    pids = {e[1] for e in sink.events if e[0] == "warned"} - {f"pid {os.getpid()}"}
+    assert len(pids) == 2  # both workers copied some
+
+
 def test_a_dead_worker_fails_its_folder_and_the_run_goes_on(tmp_path, monkeypatch):
     expected = make_deep_tree(tmp_path / "src")
     real_worker = parallel._worker_main

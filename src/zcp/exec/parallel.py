@@ -5,8 +5,8 @@ threads do not scale on small files; forked processes do, when each plans and co
 task is a folder (or a piece of one's listing): whoever takes it plans and carries out its entries
 depth first, until the parent asks it to share (another worker is idle and no task is left) or
 REPORT_EVERY has passed; then the rest of every listing it has open goes back to the parent in
-pieces, which it hands out again. The parent does the first FIRST_TASK entries itself, so a small
-tree never forks. (-j1 needs none of this: one process plans and copies in walk order.)
+pieces, which it hands out again. The parent does the first FIRST_TASK units of work itself (an
+entry, or a MiB copied), so a small tree never forks. (-j1 needs none of this: one process plans and copies in walk order.)
 
 The parent keeps the order of one process: a task's events come back in walk order, with a marker
 where each returned subfolder's events belong, and are replayed into the sink in walk order, so -v
@@ -31,13 +31,15 @@ from zcp.exec.events import Interest, NullSink, Sink, Stats, Tally
 from zcp.exec.executor import Executor
 from zcp.model import Action, Folder, Op
 from zcp.planner.operands import Transfer
-from zcp.planner.plan import STOP_CHECK, Planner
+from zcp.planner.plan import Planner
 
 if TYPE_CHECKING:
     from multiprocessing import Process
     from multiprocessing.connection import Connection
 
-FIRST_TASK = 256  # entries the parent does itself before it forks workers for the rest
+# Units of work (plan_tree's: an entry, or a MiB copied) the parent does itself before it forks
+# workers for the rest: a tree of a few hundred small files never forks, one of big files does.
+FIRST_TASK = 256
 REPORT_EVERY = 0.5  # seconds: a worker hands back what it has done at least this often (progress)
 
 
@@ -105,7 +107,7 @@ class _TaskRunner:
         self.executor = Executor(config, self.recorder, is_root=is_root)
         self.planner = Planner(config, self.executor.note_walk_error, self.recorder.warned, is_root=is_root)
 
-    def run(self, folder: Folder, stop: Callable[[], bool], split: int) -> _Result:
+    def run(self, folder: Folder, stop: Callable[[int], bool], split: int) -> _Result:
         """Plan and carry out the folder until done or until ``stop()``; the rest comes back in pieces."""
         executor, planner, recorder = self.executor, self.planner, self.recorder
         events = recorder.events = []
@@ -141,7 +143,7 @@ def _worker_main(conn: "Connection", config: Config, is_root: bool, interest: In
                 continue  # asked for after this task had already ended
             task_id, folder = message
             deadline = time.monotonic() + REPORT_EVERY
-            result = runner.run(folder, lambda: conn.poll() or time.monotonic() > deadline, split)
+            result = runner.run(folder, lambda _: conn.poll() or time.monotonic() > deadline, split)
             conn.send((task_id, result))
     except (EOFError, BrokenPipeError, KeyboardInterrupt, Interrupted):
         remove_live_temps()  # the parent went away or stopped us (SIGTERM)
@@ -296,11 +298,10 @@ class TreeRun:
         task_id, folder = self._tasks.pop()
         if self._local is None:
             self._local = _TaskRunner(self.config, self._is_root, self._interest)
-        checks = itertools.count(1)
         first = not self._forked
 
-        def stop() -> bool:  # the first task stops after FIRST_TASK entries: workers take the rest
-            return first and next(checks) * STOP_CHECK >= FIRST_TASK
+        def stop(work: int) -> bool:  # the first task stops after FIRST_TASK units: workers take the rest
+            return first and work >= FIRST_TASK
 
         self._arrived(task_id, self._local.run(folder, stop, self.jobs))
 

@@ -79,12 +79,14 @@ class Planner:
         if src.kind is Kind.DIR:
             yield _folder("", src, dst_root.rstrip("/") or "/", existing, landing)
 
-    def plan_tree(self, root: Folder, stop: Callable[[], bool] | None = None,
+    def plan_tree(self, root: Folder, stop: Callable[[int], bool] | None = None,
                   split: int = 1) -> Iterator[Action | Folder | LinkCandidate | Extra]:
         """Everything beneath ``root`` in walk order, folders before their contents: Actions, and what
-        must wait for the end of the walk. ``stop()`` is asked every STOP_CHECK actions; once it says
-        so, the rest of each listing still open comes out as Folders with those names (in up to
-        ``split`` pieces, so that several processes can share it), innermost first, and the walk ends."""
+        must wait for the end of the walk. ``stop(work)`` is asked whenever STOP_CHECK more units of
+        work have been planned (an action is one, a copy one more per MiB), with the units so far;
+        once it says so, the rest of each listing still open comes out as Folders with those names
+        (in up to ``split`` pieces, so that several processes can share it), innermost first, and
+        the walk ends."""
         stack = [_Frame(root, (yield from self._listing(root)))]
         done = 0
         check_at = STOP_CHECK
@@ -95,7 +97,7 @@ class Planner:
             while below is None and frame.position < len(names):
                 if stop is not None and done >= check_at:
                     check_at = done + STOP_CHECK
-                    if stop():
+                    if stop(done):
                         yield from _rest_of(stack, split)
                         return
                 name = names[frame.position]
@@ -106,7 +108,7 @@ class Planner:
                         below = item
                         continue
                     if kind is Action:
-                        done += 1
+                        done += 1 + (item.src.size >> 20) if item.op in _COPYING else 1
                     yield item
             if below is None:
                 stack.pop()
@@ -237,8 +239,9 @@ class Planner:
         return Landing(st.st_dev, bool(st.st_mode & stat.S_ISGID), _has_default_acl(parent))
 
 
-STOP_CHECK = 32  # actions between two questions to plan_tree's stop()
+STOP_CHECK = 32  # units of work between two questions to plan_tree's stop(): a big file asks at once
 _REPLACING = frozenset({Op.COPY, Op.UPDATE, Op.SYMLINK, Op.HARDLINK, Op.SPECIAL})
+_COPYING = frozenset({Op.COPY, Op.UPDATE})
 
 
 class _Frame:
