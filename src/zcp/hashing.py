@@ -5,6 +5,9 @@ CPython. So a file is only mapped while we hold a read lease (F_SETLEASE F_RDLCK
 makes any writer or truncater wait in open()/truncate() until we let go. Between chunks we ask the
 kernel whether such a writer is waiting; if so we stop touching the map, let go and report
 SourceChanged. Whenever a lease cannot be had, the content is read with pread instead.
+
+A file this process is still writing (a stream body) is hashed by TrailingDigest: a thread reads
+back each part as soon as the writer says it has landed.
 """
 
 from __future__ import annotations
@@ -245,7 +248,6 @@ def _feed_read(fd: int, limit: int | None, positional: bool, sink: _Sink, progre
     return done
 
 
-
 class TrailingDigest:
     """xxh3-128 of a file that this process is writing, computed by a thread that trails the writer.
 
@@ -254,9 +256,9 @@ class TrailingDigest:
     Use as a context manager: leaving it stops the thread, whether or not ``digest`` was called.
     """
 
-    def __init__(self, fd: int, start: int = 0):
+    def __init__(self, fd: int):
         self._fd = fd
-        self._landed = start
+        self._landed = 0
         self._finished = False
         self._stopped = False
         self._error: BaseException | None = None

@@ -388,19 +388,6 @@ def test_trailing_digest_of_a_file_written_in_pieces(tmp_path, size):
         os.close(fd)
 
 
-def test_trailing_digest_starts_after_bytes_already_written(tmp_path):
-    data = os.urandom(5 << 20)
-    fd = os.open(tmp_path / "f", os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        os.write(fd, data[:1000])
-        with hashing.TrailingDigest(fd, start=1000) as trailing:
-            os.write(fd, data[1000:])
-            trailing.written(len(data) - 1000)
-            assert trailing.digest(len(data)) == xxhash.xxh3_128_digest(data)
-    finally:
-        os.close(fd)
-
-
 def test_trailing_digest_of_fewer_bytes_than_announced_is_source_changed(tmp_path):
     fd = os.open(tmp_path / "short", os.O_RDWR | os.O_CREAT, 0o600)
     try:

@@ -252,9 +252,9 @@ def test_a_small_file_changed_while_read_is_read_again(tmp_path, monkeypatch):
     assert (tmp_path / "dest" / "f").read_bytes() == b"second!"
 
 
-def test_a_big_body_is_verified_through_a_mapping_and_gets_its_metadata(tmp_path, sigio_ignored, monkeypatch):
-    """Past hashing's mmap threshold the received file is reopened read-only so that the hash may
-    map it under a lease; owner, mode and times still land through that fd."""
+def test_a_big_body_is_verified_while_it_lands_and_gets_its_metadata(tmp_path, sigio_ignored, monkeypatch):
+    """Past the trailing threshold the receiver hashes the body by reading it back while it lands
+    (the sender maps its file); owner, mode and times land through the fd it wrote."""
     src = tmp_path / "src"
     src.mkdir()
     (src / "big").write_bytes(os.urandom(hashing.MMAP_MIN_SIZE + 5))
@@ -263,11 +263,16 @@ def test_a_big_body_is_verified_through_a_mapping_and_gets_its_metadata(tmp_path
     os.utime(src / "big", ns=(1_000_000_000_123, 2_000_000_000_456))
     maps: list[int] = []
     real_mmap = hashing.mmap.mmap
-    monkeypatch.setattr(hashing.mmap, "mmap", lambda fd, length, **kw: (maps.append(length), real_mmap(fd, length, **kw))[1])
+    monkeypatch.setattr(hashing.mmap, "mmap",
+                        lambda fd, length, **kw: (fd != -1 and maps.append(length), real_mmap(fd, length, **kw))[1])
+    trailing: list[int] = []
+    real_digest = hashing.TrailingDigest.digest
+    monkeypatch.setattr(hashing.TrailingDigest, "digest", lambda self, size: (trailing.append(size), real_digest(self, size))[1])
 
     sent, got = pipe_transfer(walk_items(src), f"{tmp_path}/dest/", preserve_owner=True)
     assert got.verified == 1
-    assert len(maps) == 2  # the sender's hash and the receiver's
+    assert maps == [hashing.MMAP_MIN_SIZE + 5]  # the sender's hash; anonymous read buffers aside
+    assert trailing == [hashing.MMAP_MIN_SIZE + 5]  # the receiver's
     st = (tmp_path / "dest" / "big").stat()
     assert (st.st_mode & 0o7777, st.st_uid, st.st_gid, st.st_mtime_ns) == (0o640, 1234, 5678, 2_000_000_000_456)
     assert (tmp_path / "dest" / "big").read_bytes() == (src / "big").read_bytes()

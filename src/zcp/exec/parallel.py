@@ -6,7 +6,8 @@ task is a folder (or a piece of one's listing): whoever takes it plans and carri
 depth first, until the parent asks it to share (another worker is idle and no task is left) or
 REPORT_EVERY has passed; then the rest of every listing it has open goes back to the parent in
 pieces, which it hands out again. The parent does the first FIRST_TASK units of work itself (an
-entry, or a MiB copied), so a small tree never forks. (-j1 needs none of this: one process plans and copies in walk order.)
+entry, or a MiB copied), so a small tree never forks. (-j1 needs none of this: one process plans
+and copies in walk order.)
 
 The parent keeps the order of one process: a task's events come back in walk order, with a marker
 where each returned subfolder's events belong, and are replayed into the sink in walk order, so -v
