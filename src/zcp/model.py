@@ -96,6 +96,9 @@ class Op(StrEnum):
     DELETE = "delete"  # not in the source (--delete)
 
 
+COPYING_OPS = frozenset({Op.COPY, Op.UPDATE})  # the ops that move a file's bytes
+
+
 class Landing(NamedTuple):
     """What a destination folder does to the entries created in it."""
 

@@ -9,7 +9,7 @@ from typing import Protocol
 
 from zcp.config import Method
 from zcp.errors import run_exit_code
-from zcp.model import Action, Op
+from zcp.model import COPYING_OPS, Action
 
 
 @dataclass
@@ -62,9 +62,6 @@ class Interest(IntEnum):
     ALL = 3
 
 
-_BYTE_OPS = frozenset({Op.COPY, Op.UPDATE})
-
-
 @dataclass
 class Tally:
     """Files and bytes planned and done, and the file being copied: what a progress display shows."""
@@ -77,7 +74,7 @@ class Tally:
     moved: int = 0  # bytes of the current file already counted by advanced()
 
     def planned(self, action: Action) -> None:
-        if action.op in _BYTE_OPS and action.src is not None:
+        if action.op in COPYING_OPS and action.src is not None:
             self.bytes += action.src.size
         self.files += 1
 
@@ -90,7 +87,7 @@ class Tally:
         self.bytes_done += nbytes
 
     def finished(self, action: Action, nbytes: int) -> None:
-        if action.op in _BYTE_OPS and action.src is not None:
+        if action.op in COPYING_OPS and action.src is not None:
             # count what advanced() did not, and the planned size of a file that came out smaller
             self.bytes_done += max(nbytes, action.src.size) - self.moved
         self.moved = 0

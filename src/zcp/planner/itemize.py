@@ -9,7 +9,7 @@ all of them on a new entry. Unchanged entries print nothing.
 from __future__ import annotations
 
 from zcp.config import Compare, Config
-from zcp.model import Action, Entry, Kind, Op
+from zcp.model import COPYING_OPS, Action, Entry, Kind, Op
 from zcp.planner.decide import metadata_differences
 
 _KIND_LETTER = {
@@ -43,7 +43,7 @@ def itemize(action: Action, config: Config, is_root: bool) -> str | None:
 
 
 def _content_changes(action: Action, src: Entry, existing: Entry, compare: Compare) -> set[str]:
-    if action.op in (Op.COPY, Op.UPDATE):
+    if action.op in COPYING_OPS:
         changes = {"time"} if src.mtime_ns != existing.mtime_ns else set()
         if src.size != existing.size:
             return changes | {"size"}

@@ -8,7 +8,7 @@ from collections.abc import Callable, Generator, Iterator
 from dataclasses import replace
 
 from zcp.config import Compare, Config
-from zcp.model import Action, Entry, Extra, Folder, Kind, Landing, LinkCandidate, Op
+from zcp.model import COPYING_OPS, Action, Entry, Extra, Folder, Kind, Landing, LinkCandidate, Op
 from zcp.planner.decide import Decider
 from zcp.planner.operands import Transfer
 from zcp.planner.walk import OnError, join_rel, list_names
@@ -108,7 +108,7 @@ class Planner:
                         below = item
                         continue
                     if kind is Action:
-                        done += 1 + (item.src.size >> 20) if item.op in _COPYING else 1
+                        done += 1 + (item.src.size >> 20) if item.op in COPYING_OPS else 1
                     yield item
             if below is None:
                 stack.pop()
@@ -241,7 +241,6 @@ class Planner:
 
 STOP_CHECK = 32  # units of work between two questions to plan_tree's stop(): a big file asks at once
 _REPLACING = frozenset({Op.COPY, Op.UPDATE, Op.SYMLINK, Op.HARDLINK, Op.SPECIAL})
-_COPYING = frozenset({Op.COPY, Op.UPDATE})
 
 
 class _Frame:
