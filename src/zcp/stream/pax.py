@@ -55,7 +55,7 @@ _CHECKSUM = slice(148, 156)
 _USTAR_OUT = struct.Struct("100s48s8s1s100s8s32s32s16s155s12x")
 _OCTAL_NUMBERS = b"%07o\x00%07o\x00%07o\x00%011o\x00%011o\x00"
 _OCTAL_DEVICES = b"%07o\x00%07o\x00"
-_OCTAL8, _OCTAL12 = 8**7, 8**11  # what an 8- and a 12-byte octal field hold
+OCTAL8_LIMIT, OCTAL12_LIMIT = 8**7, 8**11  # what an 8- and a 12-byte octal field hold
 _BLANK_CHECKSUM = b" " * 8  # what the checksum field counts as while summing
 _BLANK_SUM = sum(_BLANK_CHECKSUM)
 
@@ -208,11 +208,12 @@ def encode_header(
     """One POSIX ustar block. Values that do not fit are the caller's to carry in pax records;
     here a long name is split at a '/' into prefix + name when possible, else cut."""
     prefix, name = _split_name(name)
-    if 0 <= mode < _OCTAL8 and 0 <= uid < _OCTAL8 and 0 <= gid < _OCTAL8 and 0 <= size < _OCTAL12 and 0 <= mtime < _OCTAL12:
+    if (0 <= mode < OCTAL8_LIMIT and 0 <= uid < OCTAL8_LIMIT and 0 <= gid < OCTAL8_LIMIT
+            and 0 <= size < OCTAL12_LIMIT and 0 <= mtime < OCTAL12_LIMIT):
         numbers = _OCTAL_NUMBERS % (mode, uid, gid, size, mtime)
     else:
         numbers = b"".join(encode_number(value, width) for value, width in ((mode, 8), (uid, 8), (gid, 8), (size, 12), (mtime, 12)))
-    if 0 <= devmajor < _OCTAL8 and 0 <= devminor < _OCTAL8:
+    if 0 <= devmajor < OCTAL8_LIMIT and 0 <= devminor < OCTAL8_LIMIT:
         devices = _OCTAL_DEVICES % (devmajor, devminor)
     else:
         devices = encode_number(devmajor, 8) + encode_number(devminor, 8)

@@ -36,9 +36,6 @@ _TYPE_BY_KIND = {
 T = TypeVar("T")
 # A digest is always 32 hex digits: the hash record's length is fixed.
 _HASH_RECORD = b"%d %s=%%s\n" % (pax.record_length(pax.KEY_HASH.encode(), bytes(32)), pax.KEY_HASH.encode())
-# What the 12- and 8-byte octal fields hold: larger values travel in pax records.
-_OCTAL12_LIMIT = 8**11
-_OCTAL8_LIMIT = 8**7
 # O_NONBLOCK: a FIFO swapped in for a file must not block the open (fstat then tells).
 _OPEN_SOURCE = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NOCTTY | os.O_NONBLOCK
 # Bodies up to this size travel through user space with their headers: one pread and a share of a
@@ -248,8 +245,9 @@ def _headers(
     records: list[bytes] = []
     if not (len(arcname) <= 100 and len(linkname) <= 100 and arcname.isascii() and linkname.isascii()):
         records += _name_records(arcname, linkname)
-    if size >= _OCTAL12_LIMIT or uid >= _OCTAL8_LIMIT or gid >= _OCTAL8_LIMIT:
-        for key, value, limit in ((b"size", size, _OCTAL12_LIMIT), (b"uid", uid, _OCTAL8_LIMIT), (b"gid", gid, _OCTAL8_LIMIT)):
+    if size >= pax.OCTAL12_LIMIT or uid >= pax.OCTAL8_LIMIT or gid >= pax.OCTAL8_LIMIT:
+        for key, value, limit in ((b"size", size, pax.OCTAL12_LIMIT), (b"uid", uid, pax.OCTAL8_LIMIT),
+                                  (b"gid", gid, pax.OCTAL8_LIMIT)):
             if value >= limit:
                 records.append(pax.record(key, b"%d" % value))
     mtime, atime = pax.format_ns_time(mtime_ns), pax.format_ns_time(atime_ns)
@@ -260,10 +258,10 @@ def _headers(
         arcname,
         typeflag,
         mode=mode,
-        uid=uid if uid < _OCTAL8_LIMIT else 0,
-        gid=gid if gid < _OCTAL8_LIMIT else 0,
-        size=size if size < _OCTAL12_LIMIT else 0,
-        mtime=max(0, min(mtime_ns // 1_000_000_000, _OCTAL12_LIMIT - 1)),
+        uid=uid if uid < pax.OCTAL8_LIMIT else 0,
+        gid=gid if gid < pax.OCTAL8_LIMIT else 0,
+        size=size if size < pax.OCTAL12_LIMIT else 0,
+        mtime=max(0, min(mtime_ns // 1_000_000_000, pax.OCTAL12_LIMIT - 1)),
         linkname=linkname,
         uname=_user(uid),
         gname=_group(gid),
