@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
 import select
 
@@ -11,7 +12,7 @@ from syscalls_support import Drain, Faulty, Feed, fds, random_bytes  # noqa: F40
 
 from zcp.config import Method
 from zcp.errors import UNSUPPORTED_ERRNOS, SourceChanged, Unsupported
-from zcp.syscalls import COPIERS, copy_file_range, read_write, splice
+from zcp.syscalls import COPIERS, copy_file_range, loops, read_write, splice
 
 pytestmark = pytest.mark.usefixtures("no_hang")  # a loop that never ends fails, not stalls
 
@@ -407,3 +408,15 @@ def test_append_mode_destination(fds, tmp_path, method, err, src_kind):
     assert (tmp_path / "dst").read_bytes() == b"head"
     assert read_write(src, dst, len(data), src_off, None) == len(data)
     assert (tmp_path / "dst").read_bytes() == b"head" + data
+
+
+def test_grow_pipe_grows_a_small_pipe_and_never_shrinks_a_big_one(monkeypatch):
+    read_end, write_end = os.pipe()
+    try:
+        assert fcntl.fcntl(write_end, fcntl.F_GETPIPE_SZ) < loops.PIPE_SIZE
+        assert loops.grow_pipe(write_end) == loops.PIPE_SIZE == fcntl.fcntl(read_end, fcntl.F_GETPIPE_SZ)
+        monkeypatch.setattr(loops, "PIPE_SIZE", loops.PIPE_SIZE // 8)  # now it is bigger than asked for
+        assert loops.grow_pipe(write_end) == 8 * loops.PIPE_SIZE == fcntl.fcntl(read_end, fcntl.F_GETPIPE_SZ)
+    finally:
+        os.close(read_end)
+        os.close(write_end)

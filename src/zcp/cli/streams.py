@@ -7,13 +7,11 @@ metadata travels as `./`), `SRC` puts them under `basename(SRC)/`, a file is one
 
 from __future__ import annotations
 
-import fcntl
 import os
 import stat
 import sys
 import time
 from collections.abc import Callable, Iterator
-from contextlib import suppress
 from dataclasses import dataclass, replace
 
 from zcp.cli.output import detach_stdout, human_bytes, printable
@@ -24,8 +22,7 @@ from zcp.model import SPECIAL_KINDS, Entry, Kind
 from zcp.planner.operands import named, take_operand
 from zcp.planner.walk import join_rel, walk_tree
 from zcp.stream import ReceiveStats, StreamStats, receive, write_raw, write_stream
-from zcp.syscalls import FdKind, Progress, classify
-from zcp.syscalls.loops import PIPE_SIZE
+from zcp.syscalls import FdKind, Progress, classify, grow_pipe
 
 STDIO = "-"
 STDIN, STDOUT = 0, 1
@@ -174,11 +171,8 @@ def _items(roots: list[_Root], config: Config, reporter: "_Reporter") -> Iterato
 def _widen_pipe(fd: int) -> None:
     """Grow a pipe we were handed to PIPE_SIZE: a 1 GiB body then takes 1024 splices instead of 16384
     (measured 10-25% faster end to end). Both ends share the buffer; a refusal (per-user limit) keeps it."""
-    if classify(fd)[0] is not FdKind.PIPE:
-        return
-    with suppress(OSError):
-        if fcntl.fcntl(fd, fcntl.F_GETPIPE_SZ) < PIPE_SIZE:
-            fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, PIPE_SIZE)
+    if classify(fd)[0] is FdKind.PIPE:
+        grow_pipe(fd)
 
 
 def _reader_gone() -> int:

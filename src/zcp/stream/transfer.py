@@ -8,7 +8,7 @@ from collections import Counter
 
 from zcp.config import Method
 from zcp.errors import BrokenPipe, Unsupported
-from zcp.syscalls import COPIERS, FdKind, Progress, classify
+from zcp.syscalls import COPIERS, FdKind, Progress, classify, wait_ready
 
 
 def body_methods(src_fd: int, dst_fd: int) -> tuple[Method, ...]:
@@ -66,7 +66,7 @@ def write_all(fd: int, data: bytes) -> None:
         try:
             written = os.write(fd, rest)
         except BlockingIOError:
-            _wait(fd, select.POLLOUT)
+            wait_ready(fd, select.POLLOUT)
             continue
         except BrokenPipeError:
             raise BrokenPipe("the reader of the stream went away (broken pipe)") from None
@@ -81,7 +81,7 @@ def read_some(fd: int, length: int) -> bytes:
         try:
             return os.read(fd, length)
         except BlockingIOError:
-            _wait(fd, select.POLLIN)
+            wait_ready(fd, select.POLLIN)
 
 
 def read_exact(fd: int, length: int) -> bytes:
@@ -89,11 +89,7 @@ def read_exact(fd: int, length: int) -> bytes:
     chunks: list[bytes] = []
     got = 0
     while got < length:
-        try:
-            chunk = os.read(fd, length - got)
-        except BlockingIOError:
-            _wait(fd, select.POLLIN)
-            continue
+        chunk = read_some(fd, length - got)
         if not chunk:
             break
         if len(chunk) == length:  # the usual case: all of it in one read, no copy
@@ -114,8 +110,3 @@ def discard(fd: int, length: int | None) -> int:
             break
     return done
 
-
-def _wait(fd: int, events: int) -> None:
-    poller = select.poll()
-    poller.register(fd, events)
-    poller.poll()  # POLLERR/POLLHUP wake us too: the next call then reports the real error

@@ -7,11 +7,13 @@ from zcp.syscalls.loops import (
     Copier,
     Progress,
     copy_file_range,
+    grow_pipe,
     read_write,
     reflink,
     reflink_range,
     sendfile,
     splice,
+    wait_ready,
 )
 from zcp.syscalls.sparse import copy_file_data, data_segments
 
@@ -25,9 +27,11 @@ __all__ = [
     "copy_file_data",
     "copy_file_range",
     "data_segments",
+    "grow_pipe",
     "read_write",
     "reflink",
     "reflink_range",
     "sendfile",
     "splice",
+    "wait_ready",
 ]

@@ -31,7 +31,7 @@ _Writer = Callable[[int, int | None], int]
 # One call moves at most this much: glibc 2.41/2.42 mishandle larger counts, and it bounds the
 # time between progress reports.
 MAX_CALL = 1 << 30
-PIPE_SIZE = 1 << 20  # internal splice pipe, where the kernel lets us grow it
+PIPE_SIZE = 1 << 20  # pipes we splice through, where the kernel lets us grow them
 RW_BUFFER = 1 << 20
 
 # <linux/fs.h>: _IOW(0x94, 9, int) and _IOW(0x94, 13, struct file_clone_range)
@@ -162,8 +162,8 @@ def _run(
             moved = move(count, None if src_off is None else src_off + done,
                          None if dst_off is None else dst_off + done)
         except BlockingIOError:
-            _wait(src_fd, select.POLLIN)
-            _wait(dst_fd, select.POLLOUT)
+            wait_ready(src_fd, select.POLLIN)
+            wait_ready(dst_fd, select.POLLOUT)
             continue
         except OSError as exc:
             _fail(method, exc, committed=done > 0)
@@ -193,7 +193,7 @@ def _splice_through_pipe(
     try:
         return _relay(Method.SPLICE, lambda count, pos: os.splice(src_fd, pipe_w, count, pos),
                       lambda got: _pipe_drainer(pipe_r, dst_fd, got),
-                      src_fd, dst_fd, length, src_off, dst_off, progress, _grow_pipe(pipe_w))
+                      src_fd, dst_fd, length, src_off, dst_off, progress, grow_pipe(pipe_w))
     finally:
         os.close(pipe_r)
         os.close(pipe_w)
@@ -219,7 +219,7 @@ def _relay(
         try:
             got = take(count, _at(src_off, done))
         except BlockingIOError:
-            _wait(src_fd, select.POLLIN)
+            wait_ready(src_fd, select.POLLIN)
             continue
         except OSError as exc:
             _fail(method, exc, committed=done > 0)
@@ -253,7 +253,7 @@ def _deliver(
         try:
             wrote = write(sent, _at(dst_pos, sent))
         except BlockingIOError:
-            _wait(dst_fd, select.POLLOUT)
+            wait_ready(dst_fd, select.POLLOUT)
             continue
         except OSError as exc:
             if retractable and sent == 0:
@@ -290,19 +290,23 @@ def _ended_early(method: Method, src_off: int | None, done: int, length: int) ->
     return SourceChanged(f"{method}: the source ended early at offset {start + done} of {start + length}")
 
 
-def _wait(fd: int, events: int) -> None:
+def wait_ready(fd: int, events: int) -> None:
     """Block until a non-blocking fd is ready (EAGAIN): poll, never spin."""
     poller = select.poll()
     poller.register(fd, events)
     poller.poll()
 
 
-def _grow_pipe(fd: int) -> int:
-    """Ask for a bigger pipe (fewer syscalls); keep the default when the per-user limit says no."""
+def grow_pipe(fd: int) -> int:
+    """Grow a pipe to PIPE_SIZE (fewer syscalls) unless it is that big already; its capacity after.
+    A refusal (the per-user limit) keeps what it has."""
+    size = fcntl.fcntl(fd, fcntl.F_GETPIPE_SZ)
+    if size >= PIPE_SIZE:
+        return size
     try:
         return fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, PIPE_SIZE)
     except OSError:
-        return fcntl.fcntl(fd, fcntl.F_GETPIPE_SZ)
+        return size
 
 
 def _is_pipe(fd: int) -> bool:
