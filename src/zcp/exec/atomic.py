@@ -83,8 +83,9 @@ _ROOT_FD = os.open("/", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
 # O_TMPFILE is refused by filesystems that lack it (EOPNOTSUPP), or by old kernels (EISDIR, EINVAL).
 _NO_TMPFILE = frozenset({errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL})
 _PROC_FD = os.path.isdir("/proc/self/fd")
-# linkat() of /proc/self/fd/N refused (an LSM, a restricted /proc, a filesystem that cannot).
-_CANNOT_NAME = frozenset({errno.ENOENT, errno.EPERM, errno.EACCES, errno.EXDEV, errno.EOPNOTSUPP, errno.ELOOP})  # the only way to give an unnamed inode a name
+# linkat() of /proc/self/fd/N, the only way to give an unnamed inode a name, refused (an LSM, a
+# restricted /proc, a filesystem that cannot).
+_CANNOT_NAME = frozenset({errno.ENOENT, errno.EPERM, errno.EACCES, errno.EXDEV, errno.EOPNOTSUPP, errno.ELOOP})
 
 
 class Pending:
@@ -114,11 +115,10 @@ class Pending:
         """Put the complete file in place (the fd stays open; close() it after)."""
         if self.temp is None:
             try:
-                os.link(f"/proc/self/fd/{self.fd}", self.target, src_dir_fd=_ROOT_FD, follow_symlinks=True)
+                self._name(self.target)
                 return
             except FileExistsError:  # appeared since the plan: replace it, atomically all the same
-                make_beside(self.target, lambda path: os.link(
-                    f"/proc/self/fd/{self.fd}", path, src_dir_fd=_ROOT_FD, follow_symlinks=True))
+                make_beside(self.target, self._name)
                 return
             except OSError as exc:  # /proc hidden or linkat refused here: the caller writes it again, named
                 if exc.errno in _CANNOT_NAME:
@@ -127,6 +127,10 @@ class Pending:
         os.rename(self.temp, self.target)
         _live.discard(self.temp)
         self.temp = None
+
+    def _name(self, path: str) -> None:
+        """Link the unnamed inode at ``path``."""
+        os.link(f"/proc/self/fd/{self.fd}", path, src_dir_fd=_ROOT_FD, follow_symlinks=True)
 
     def close(self) -> None:
         # forgotten before it is closed: a signal in between must not make a later close() hit
