@@ -147,11 +147,7 @@ class Executor:
                 pending.discard()
                 raise
             if written is not None:
-                method, moved, warnings = written
-                self._warn_all(warnings)
-                self.stats.files += 1
-                self.stats.add_bytes(method, moved)
-                self.sink.finished(action, method, moved)
+                self._placed(action, *written)
                 return
             pending.discard()
             if attempt == 0:
@@ -241,11 +237,15 @@ class Executor:
                 os.fsync(dst_fd)
         finally:
             os.close(dst_fd)
+        self._placed(action, result.method, result.bytes_written, warnings)
+
+    def _placed(self, action: Action, method: Method | None, moved: int, warnings: list[str]) -> None:
+        """A file is complete in its place: counted and reported (``method`` None: nothing differed)."""
         self._warn_all(warnings)
         self.stats.files += 1
-        if result.method is not None:
-            self.stats.add_bytes(result.method, result.bytes_written)
-        self.sink.finished(action, result.method, result.bytes_written)
+        if method is not None:
+            self.stats.add_bytes(method, moved)
+        self.sink.finished(action, method, moved)
 
     def _attrs(self, action: Action) -> None:
         src = action.src
