@@ -236,7 +236,7 @@ class Planner:
         while not os.path.isdir(parent):  # a folder target that the run creates first
             parent = os.path.dirname(parent) or "."
         st = os.stat(parent)
-        return Landing(st.st_dev, bool(st.st_mode & stat.S_ISGID), _has_default_acl(parent))
+        return _landing(parent, st.st_dev, st.st_mode)
 
 
 STOP_CHECK = 32  # units of work between two questions to plan_tree's stop(): a big file asks at once
@@ -280,9 +280,13 @@ def _folder(rel: str, src: Entry, dst: str, existing: Entry | None, parent: Land
     """A folder to descend into; its landing is its own if it is a folder already, else that of the
     folder it is made in (a new folder inherits setgid and the default ACL)."""
     if existing is not None and existing.kind is Kind.DIR:
-        return Folder(rel, src.path, dst, False, Landing(existing.dev, bool(existing.mode & stat.S_ISGID),
-                                                         _has_default_acl(dst)))
+        return Folder(rel, src.path, dst, False, _landing(dst, existing.dev, existing.mode))
     return Folder(rel, src.path, dst, True, parent)
+
+
+def _landing(folder: str, dev: int, mode: int) -> Landing:
+    """What an existing destination folder (its device and mode given) does to entries made in it."""
+    return Landing(dev, bool(mode & stat.S_ISGID), _has_default_acl(folder))
 
 
 def _has_default_acl(folder: str) -> bool:
