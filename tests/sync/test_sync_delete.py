@@ -100,30 +100,29 @@ def test_deleted_count_is_every_entry_of_a_deleted_tree(tmp_path):
     assert (stats.deleted, stats.delete_limited) == (5, False)  # tree, a, b, c.txt, top.txt
 
 
-def test_an_unreadable_source_folder_turns_deletion_off(tmp_path, capsys, monkeypatch):
-    src, dst = _trees(tmp_path)
-    build(src, {"locked/secret.txt": b"s", "later/new.txt": b"new"})
-    build(dst, {"locked/old.txt": b"old"})  # would look extra if the locked folder read as empty
+def _delete_with_a_folder_unreadable(capsys, monkeypatch, src: Path, dst: Path, unreadable: Path) -> None:
+    """zcp -a --delete while listing ``unreadable`` is refused: exit 23, deletion off, nothing deleted."""
     before = set(contents(dst))
-    scandir_refusing(monkeypatch, src / "locked")
+    scandir_refusing(monkeypatch, unreadable)
     result = call_zcp(capsys, "-a", "-j", "1", "--delete", f"{src}/", dst)
     monkeypatch.undo()
     assert result.code == ExitCode.PARTIAL
     assert "Permission denied" in result.err and "not deleting" in result.err
     assert before <= set(contents(dst))  # nothing deleted
+
+
+def test_an_unreadable_source_folder_turns_deletion_off(tmp_path, capsys, monkeypatch):
+    src, dst = _trees(tmp_path)
+    build(src, {"locked/secret.txt": b"s", "later/new.txt": b"new"})
+    build(dst, {"locked/old.txt": b"old"})  # would look extra if the locked folder read as empty
+    _delete_with_a_folder_unreadable(capsys, monkeypatch, src, dst, src / "locked")
     assert (dst / "later" / "new.txt").read_bytes() == b"new"  # the rest copied
     assert (dst / "keep.txt").read_bytes() == b"keep"
 
 
 def test_an_unreadable_destination_folder_turns_deletion_off(tmp_path, capsys, monkeypatch):
     src, dst = _trees(tmp_path)
-    before = set(contents(dst))
-    scandir_refusing(monkeypatch, dst / "sub")
-    result = call_zcp(capsys, "-a", "-j", "1", "--delete", f"{src}/", dst)
-    monkeypatch.undo()
-    assert result.code == ExitCode.PARTIAL
-    assert "Permission denied" in result.err and "not deleting" in result.err
-    assert before <= set(contents(dst))
+    _delete_with_a_folder_unreadable(capsys, monkeypatch, src, dst, dst / "sub")
 
 
 def test_excluded_entries_are_protected_unless_delete_excluded(tmp_path, capsys):
