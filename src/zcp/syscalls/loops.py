@@ -69,11 +69,8 @@ def copy_file_range(
     progress: Progress | None = None,
 ) -> int:
     """In-kernel file-to-file copy (server-side copy on NFS/SMB, reflink on some filesystems)."""
-    return _run(
-        Method.COPY_FILE_RANGE,
-        lambda count, src_pos, dst_pos: os.copy_file_range(src_fd, dst_fd, count, src_pos, dst_pos),
-        src_fd, dst_fd, length, src_off, dst_off, progress, zero_first_is_unsupported=True,
-    )
+    return _run(Method.COPY_FILE_RANGE, os.copy_file_range, src_fd, dst_fd, length, src_off, dst_off, progress,
+                zero_first_is_unsupported=True)
 
 
 def sendfile(
@@ -90,10 +87,7 @@ def sendfile(
     if dst_off is not None:
         # sendfile writes at the output's position; seeking a pipe or socket fails with ESPIPE.
         os.lseek(dst_fd, dst_off, os.SEEK_SET)
-    return _run(
-        Method.SENDFILE, lambda count, src_pos, _dst_pos: os.sendfile(dst_fd, src_fd, src_pos, count),
-        src_fd, dst_fd, length, src_off, dst_off, progress,
-    )
+    return _run(Method.SENDFILE, _sendfile_at, src_fd, dst_fd, length, src_off, dst_off, progress)
 
 
 def splice(
@@ -106,10 +100,7 @@ def splice(
 ) -> int:
     """Move pages through a pipe: directly if either side is one, else through an internal pipe."""
     if _is_pipe(src_fd) or _is_pipe(dst_fd):
-        return _run(
-            Method.SPLICE, lambda count, src_pos, dst_pos: os.splice(src_fd, dst_fd, count, src_pos, dst_pos),
-            src_fd, dst_fd, length, src_off, dst_off, progress,
-        )
+        return _run(Method.SPLICE, os.splice, src_fd, dst_fd, length, src_off, dst_off, progress)
     return _splice_through_pipe(src_fd, dst_fd, length, src_off, dst_off, progress)
 
 
@@ -142,9 +133,13 @@ COPIERS: dict[Method, Copier] = {
 }
 
 
+def _sendfile_at(src_fd: int, dst_fd: int, count: int, src_pos: int | None, _dst_pos: int | None) -> int:
+    return os.sendfile(dst_fd, src_fd, src_pos, count)  # at the output's own position
+
+
 def _run(
     method: Method,
-    move: Callable[[int, int | None, int | None], int],
+    move: Callable[[int, int, int, int | None, int | None], int],
     src_fd: int,
     dst_fd: int,
     length: int | None,
@@ -154,12 +149,13 @@ def _run(
     *,
     zero_first_is_unsupported: bool = False,
 ) -> int:
-    """Drive a syscall that moves bytes from source to destination in one step (nothing in hand)."""
+    """Drive a syscall that moves bytes from source to destination in one step (nothing in hand):
+    ``move(src_fd, dst_fd, count, src_pos, dst_pos)``, called as is (no closure: once per file)."""
     done = 0
     while length is None or done < length:
         count = MAX_CALL if length is None else min(MAX_CALL, length - done)
         try:  # once per file for most files: the offsets are worked out here, not in calls
-            moved = move(count, None if src_off is None else src_off + done,
+            moved = move(src_fd, dst_fd, count, None if src_off is None else src_off + done,
                          None if dst_off is None else dst_off + done)
         except BlockingIOError:
             wait_ready(src_fd, select.POLLIN)
