@@ -126,8 +126,9 @@ class Executor:
     def _write_file(self, action: Action, src: Entry, src_fd: int, before: os.stat_result) -> None:
         """A pending file, bytes, (verify), metadata, (fsync), into place. With --verify a mismatch
         is written once more from scratch before the file is given up as failed."""
-        delta = choose_delta(src, action.existing, action.methods, self.config.reflink, self.config.inplace,
-                             self.config.preserve.sparse)
+        # only an existing destination has blocks worth keeping
+        delta = None if action.existing is None else choose_delta(
+            src, action.existing, action.methods, self.config.reflink, self.config.inplace, self.config.preserve.sparse)
         if delta is Delta.IN_PLACE:
             self._update_in_place(action, src, src_fd)
             return
@@ -169,15 +170,18 @@ class Executor:
         sparse = self.config.preserve.sparse and src.is_sparse
         progress = self.sink.advanced if src.size >= _PROGRESS_MIN else None
         self.sink.started(action, action.methods[0] if action.methods else None)
-        if not self.config.verify:
-            method, moved = self._move_bytes(action, src, src_fd, dst_fd, sparse, progress, try_delta)
-        else:
+        verify = self.config.verify
+        if verify:
             ranges = source_ranges(src_fd, src.size, sparse)
             src_digest = SourceDigest(src_fd, src.size, ranges)
-            try:
-                method, moved = self._move_bytes(action, src, src_fd, dst_fd, sparse, progress, try_delta)
-            finally:
+        try:
+            patched = self._delta_into(action, src, src_fd, dst_fd, progress) if try_delta else None
+            method, moved = patched or copy_bytes(action.methods, src_fd, dst_fd, src.size, sparse,
+                                                  (src.dev, action.landing.dev), self.caps, progress)
+        finally:
+            if verify:
                 src_digest.wait()  # never leave it reading an fd the caller is about to close
+        if verify:
             try:
                 expected = src_digest.value()
             except SourceChanged as exc:
@@ -193,12 +197,6 @@ class Executor:
         if self.config.fsync:
             os.fsync(dst_fd)
         return method, moved, warnings
-
-    def _move_bytes(self, action: Action, src: Entry, src_fd: int, dst_fd: int, sparse: bool, progress,
-                    try_delta: bool) -> tuple[Method, int]:
-        patched = self._delta_into(action, src, src_fd, dst_fd, progress) if try_delta else None
-        return patched or copy_bytes(action.methods, src_fd, dst_fd, src.size, sparse,
-                                     (src.dev, action.landing.dev), self.caps, progress)
 
     def _delta_into(self, action: Action, src: Entry, src_fd: int, tmp_fd: int,
                     progress) -> tuple[Method, int] | None:
@@ -241,7 +239,8 @@ class Executor:
 
     def _placed(self, action: Action, method: Method | None, moved: int, warnings: list[str]) -> None:
         """A file is complete in its place: counted and reported (``method`` None: nothing differed)."""
-        self._warn_all(warnings)
+        if warnings:
+            self._warn_all(warnings)
         self.stats.files += 1
         if method is not None:
             self.stats.add_bytes(method, moved)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import errno
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from zcp.config import Preserve
 from zcp.model import Entry
@@ -29,6 +29,10 @@ class MetadataPolicy:
     is_root: bool
     umask: int
     owner: tuple[int, int] = (os.geteuid(), os.getegid())  # what a file we create belongs to
+    chowns: bool = field(init=False)  # owners are kept: -a (or -o) as root
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "chowns", self.preserve.owner and self.is_root)
 
     def mode_for(self, src: Entry, existing: Entry | None) -> int:
         """cp's rule without -p: a new file gets the source mode less the umask; an old one keeps its mode."""
@@ -50,29 +54,29 @@ class MetadataPolicy:
         then belongs to us, or to its folder's group when ``in_setgid``, and needs no chown if the
         source has that owner too.
         """
-        chown = self.preserve.owner and self.is_root and (
-            created_mode is None or in_setgid or (src.uid, src.gid) != self.owner)
+        chown = self.chowns and (created_mode is None or in_setgid or (src.uid, src.gid) != self.owner)
         if chown:
             os.fchown(fd, src.uid, src.gid)
-        mode = self.mode_for(src, existing)
+        preserve = self.preserve
+        mode = src.mode if preserve.mode else self.mode_for(src, existing)
         # chown clears setuid/setgid, and the umask may have cut bits at creation
         if chown or created_mode is None or mode != created_mode & ~self.umask:
             os.fchmod(fd, mode)
-        warnings = copy_xattrs(src_fd if src_fd is not None else src.path, fd) if self.preserve.xattrs else []
-        if self.preserve.times:
+        warnings = copy_xattrs(src_fd if src_fd is not None else src.path, fd) if preserve.xattrs else []
+        if preserve.times:
             os.utime(fd, ns=(src.atime_ns, src.mtime_ns))
         return warnings
 
     def apply_link(self, path: str, src: Entry) -> None:
         """Symlinks: owner and times of the link itself (no mode on Linux, never follow it)."""
-        if self.preserve.owner and self.is_root:
+        if self.chowns:
             os.lchown(path, src.uid, src.gid)
         if self.preserve.times:
             os.utime(path, ns=(src.atime_ns, src.mtime_ns), follow_symlinks=False)
 
     def apply_path(self, path: str, src: Entry, existing: Entry | None) -> None:
         """Specials (FIFOs, devices): by path, since opening them is not an option."""
-        if self.preserve.owner and self.is_root:
+        if self.chowns:
             os.chown(path, src.uid, src.gid, follow_symlinks=False)
         os.chmod(path, self.mode_for(src, existing), follow_symlinks=True)
         if self.preserve.times:
