@@ -161,14 +161,17 @@ def vanish_when_planned(monkeypatch):
     whichever process plans it (worker processes are forked with the patch in place)."""
     from zcp.planner.decide import Decider
 
-    real_decide = Decider.decide
     victims: set[str] = set()
 
-    def decide(self, rel, src, *args, **kwargs):
-        action = real_decide(self, rel, src, *args, **kwargs)
-        if src.path in victims:
-            os.unlink(src.path)
-        return action
+    def deleting(real):
+        def decide(self, rel, src, *args, **kwargs):
+            action = real(self, rel, src, *args, **kwargs)
+            if src.path in victims:
+                victims.discard(src.path)  # decide() may hand a new file on to new_file()
+                os.unlink(src.path)
+            return action
+        return decide
 
-    monkeypatch.setattr(Decider, "decide", decide)
+    monkeypatch.setattr(Decider, "decide", deleting(Decider.decide))
+    monkeypatch.setattr(Decider, "new_file", deleting(Decider.new_file))
     return lambda path: victims.add(os.fspath(path))

@@ -49,9 +49,15 @@ class Decider:
                 return Action(Op.SKIP, rel, dst, src, existing=existing, reason="newer in the destination (--update)")
             if existing.kind is Kind.FILE and self._up_to_date(src, existing, same_content):
                 return self._attrs(rel, src, dst, existing)
+        if existing is None:
+            return self.new_file(rel, src, dst, folder)
         methods, why = choose_methods(config.method, config.reflink, src.dev == folder.dev)
-        op = Op.COPY if existing is None else Op.UPDATE
-        return Action(op, rel, dst, src, methods=methods, reason=why, existing=existing, landing=folder)
+        return Action(Op.UPDATE, rel, dst, src, methods, why, existing=existing, landing=folder)
+
+    def new_file(self, rel: str, src: Entry, dst: str, folder: Landing) -> Action:
+        """A regular file where the destination has nothing: copied, by the cheapest kernel path."""
+        methods, why = choose_methods(self.config.method, self.config.reflink, src.dev == folder.dev)
+        return Action(Op.COPY, rel, dst, src, methods, why, landing=folder)
 
     def _linked_file(self, rel: str, src: Entry, dst: str, existing: Entry | None, folder: Landing,
                      same_content: bool | None) -> Action:

@@ -139,17 +139,20 @@ class Planner:
         rel = rel_prefix + name
         dst = dst_prefix + name
         landing = folder.landing
+        kind = entry.kind
+        if folder.new and kind is Kind.FILE and entry.nlink == 1:  # most of a first copy: decided at once
+            return (self.decider.new_file(rel, entry, dst, landing),)
         existing = action = None
         try:
             if not folder.new:
                 existing = self._lstat(dst)
-            if entry.nlink > 1 and entry.kind is Kind.FILE and self.config.preserve.hard_links:
+            if entry.nlink > 1 and kind is Kind.FILE and self.config.preserve.hard_links:
                 return (LinkCandidate(rel, entry, dst, existing, landing),)
             action = self._decide(rel, entry, dst, existing, landing)
         except OSError as exc:  # an unreadable destination entry, a symlink that vanished
             self.on_error(path, exc)
         items = () if action is None else self._clear_the_way(action)
-        if entry.kind is Kind.DIR:
+        if kind is Kind.DIR:
             return (*items, _folder(rel, entry, dst, existing, landing))
         return items
 
