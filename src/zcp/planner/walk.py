@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
+from operator import attrgetter
 from zcp.config import Excluder
 from zcp.model import Entry, Kind
 
 OnError = Callable[[str, OSError], None]
+_NAME = attrgetter("name")
 
 
 def join_rel(parent: str, name: str) -> str:
@@ -19,12 +21,12 @@ def list_names(path: str, rel: str, excluder: Excluder | None, on_error: OnError
     Filters see the kind from the listing (d_type): nothing is stat'ed here."""
     try:
         with os.scandir(path) as it:
-            found = sorted(it, key=lambda d: d.name)
+            if not excluder:
+                return sorted([d.name for d in it])
+            found = sorted(it, key=_NAME)
     except OSError as exc:
         on_error(path, exc)
         return []
-    if not excluder:
-        return [d.name for d in found]
     return [d.name for d in found if not excluder.excluded(join_rel(rel, d.name), d.is_dir(follow_symlinks=False))]
 
 
