@@ -91,6 +91,8 @@ _CANNOT_NAME = frozenset({errno.ENOENT, errno.EPERM, errno.EACCES, errno.EXDEV, 
 class Pending:
     """A file being written for ``target``: ``fd`` is open read-write; commit() or discard()."""
 
+    __slots__ = ("target", "fd", "temp")
+
     def __init__(self, target: str, fd: int, temp: str | None):
         self.target = target
         self.fd = fd

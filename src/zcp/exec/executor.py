@@ -16,7 +16,7 @@ from zcp.exec.filecopy import copy_bytes
 from zcp.exec.verify import SourceDigest, digest, read_back, source_ranges
 from zcp.exec.metadata import MetadataPolicy, current_umask, xattrs_differ
 from zcp.planner.decide import metadata_differences
-from zcp.model import Action, Entry, Kind, Op
+from zcp.model import DIR, SKIP, Action, Entry, Kind, Op
 from zcp.syscalls import Capabilities
 
 # Below this size a file's bytes are counted when it is done, not chunk by chunk.
@@ -53,12 +53,15 @@ class Executor:
         """Carry out one action now (a folder's metadata waits for finish())."""
         self.sink.planned(action)
         op = action.op
-        if op is Op.SKIP:  # most of a re-sync: kept apart from the error handling below
+        if op is SKIP:  # most of a re-sync: kept apart from the error handling below
             self._skip(action)
             return
         if op not in _IN_PLACE_OPS or (op is Op.MKDIR and not _is_dir(action.existing)):
             self.touched.add(_parent(action.dst))
-        self.execute(action)
+        try:
+            _HANDLERS[op](self, action)
+        except (OSError, FileError) as exc:
+            self._failed(action, exc)
 
     def take_folders(self) -> list[Action]:
         """The folders made or kept so far, in walk order, handed to whoever finishes them."""
@@ -79,16 +82,14 @@ class Executor:
         self.stats.note_unreadable(exc)
         self.sink.failed(path, describe(exc))
 
-    def execute(self, action: Action) -> None:
-        try:
-            _HANDLERS[action.op](self, action)
-        except (OSError, FileError) as exc:
-            if isinstance(exc.__context__, (Interrupted, KeyboardInterrupt)):
-                # a clean-up failed on the way out of an interruption: the interruption wins
-                raise exc.__context__ from None
-            if isinstance(exc, FileNotFoundError) and action.src is not None and exc.filename == action.src.path:
-                exc = SourceVanished(f"{action.rel or action.dst}: vanished before it was read")
-            self._fail(action, exc)
+    def _failed(self, action: Action, exc: OSError | FileError) -> None:
+        """One action failed: reported, and the run goes on."""
+        if isinstance(exc.__context__, (Interrupted, KeyboardInterrupt)):
+            # a clean-up failed on the way out of an interruption: the interruption wins
+            raise exc.__context__ from None
+        if isinstance(exc, FileNotFoundError) and action.src is not None and exc.filename == action.src.path:
+            exc = SourceVanished(f"{action.rel or action.dst}: vanished before it was read")
+        self._fail(action, exc)
 
     def _fail(self, action: Action, exc: Exception) -> None:
         if isinstance(exc, FileError) and exc.vanished:
@@ -110,7 +111,7 @@ class Executor:
     def _copy(self, action: Action) -> None:
         src = action.src
         assert src is not None
-        if action.existing is not None and action.existing.kind is Kind.DIR:
+        if action.existing is not None and action.existing.kind is DIR:
             self._remove_folder_in_the_way(action)
         src_fd = os.open(src.path, _SRC_FLAGS)
         try:
@@ -126,17 +127,20 @@ class Executor:
     def _write_file(self, action: Action, src: Entry, src_fd: int, before: os.stat_result) -> None:
         """A pending file, bytes, (verify), metadata, (fsync), into place. With --verify a mismatch
         is written once more from scratch before the file is given up as failed."""
-        # only an existing destination has blocks worth keeping
-        delta = None if action.existing is None else choose_delta(
-            src, action.existing, action.methods, self.config.reflink, self.config.inplace, self.config.preserve.sparse)
-        if delta is Delta.IN_PLACE:
-            self._update_in_place(action, src, src_fd)
-            return
+        patch = False  # clone the old file into the temp, then rewrite its changed blocks
+        if action.existing is not None:  # only an existing destination has blocks worth keeping
+            config = self.config
+            delta = choose_delta(src, action.existing, action.methods, config.reflink, config.inplace,
+                                 config.preserve.sparse)
+            if delta is Delta.IN_PLACE:
+                self._update_in_place(action, src, src_fd)
+                return
+            patch = delta is Delta.IN_TEMP
         mode = self.meta.creation_mode(src, action.existing)
         for attempt in range(2 if self.config.verify else 1):
             pending = self._pending(action, mode)
             try:
-                written = self._fill(action, src, src_fd, pending.fd, mode, before, delta is Delta.IN_TEMP)
+                written = self._fill(action, src, src_fd, pending.fd, mode, before, patch)
                 if written is not None:
                     pending.commit()
                 pending.close()

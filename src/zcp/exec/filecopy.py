@@ -17,13 +17,14 @@ def copy_bytes(methods: tuple[Method, ...], src_fd: int, dst_fd: int, size: int,
     usable = caps.usable(methods, *devices)
     refusals = []
     for method in usable:
+        copier = COPIERS.get(method)
         try:
-            if method is Method.REFLINK:
+            if copier is None:  # reflink: the extents are shared, nothing is copied
                 reflink(src_fd, dst_fd)
                 if progress:
                     progress(size)
                 return method, size
-            return method, copy_file_data(COPIERS[method], src_fd, dst_fd, size, sparse, progress)
+            return method, copy_file_data(copier, src_fd, dst_fd, size, sparse, progress)
         except Unsupported as exc:
             caps.mark_unsupported(method, *devices)
             refusals.append(str(exc))

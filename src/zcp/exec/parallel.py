@@ -30,7 +30,7 @@ from zcp.errors import Interrupted
 from zcp.exec.atomic import remove_live_temps, remove_temps_beneath
 from zcp.exec.events import Interest, NullSink, Sink, Stats, Tally
 from zcp.exec.executor import Executor
-from zcp.model import Action, Folder, Op
+from zcp.model import SKIP, Action, Folder
 from zcp.planner.operands import Transfer
 from zcp.planner.plan import Planner
 
@@ -53,12 +53,12 @@ class _Recorder(NullSink):
         self.events: list[tuple] = []
         self.tally = Tally() if interest is Interest.TOTALS else None
         self._sending = False  # the events of the current action
+        self._all, self._changes = interest is Interest.ALL, interest is Interest.CHANGES
 
     def planned(self, action: Action) -> None:
         if self.tally is not None:
             self.tally.planned(action)
-        self._sending = self.interest is Interest.ALL or (self.interest is Interest.CHANGES
-                                                          and action.op is not Op.SKIP)
+        self._sending = self._all or (self._changes and action.op is not SKIP)
         if self._sending:
             self.events.append(("planned", action))
 

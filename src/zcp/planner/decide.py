@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from zcp.config import Compare, Config, Preserve
-from zcp.model import SPECIAL_KINDS, Action, Entry, Kind, Landing, Op
+from zcp.model import ATTRS, COPY, DIR, FILE, SKIP, SPECIAL_KINDS, SYMLINK, UPDATE, Action, Entry, Landing, Op
 from zcp.planner.choose import choose_methods
 
 
@@ -26,13 +26,13 @@ class Decider:
         ``same_content``: for --checksum, whether two same-size files hash alike (read by the caller).
         """
         kind = src.kind
-        if kind is Kind.DIR:
+        if kind is DIR:
             return Action(Op.MKDIR, rel, dst, src, existing=existing,
-                          reason="exists" if existing and existing.kind is Kind.DIR else "new folder")
+                          reason="exists" if existing and existing.kind is DIR else "new folder")
         if existing is not None and self.config.ignore_existing:
-            return Action(Op.SKIP, rel, dst, src, existing=existing, reason="exists (--ignore-existing)")
-        if kind is Kind.SYMLINK:
-            if existing is not None and existing.kind is Kind.SYMLINK and existing_target == target:
+            return Action(SKIP, rel, dst, src, existing=existing, reason="exists (--ignore-existing)")
+        if kind is SYMLINK:
+            if existing is not None and existing.kind is SYMLINK and existing_target == target:
                 return self._attrs(rel, src, dst, existing)
             return Action(Op.SYMLINK, rel, dst, src, existing=existing, target=target, reason=f"-> {target}")
         if kind in SPECIAL_KINDS:
@@ -44,20 +44,20 @@ class Decider:
     def _file(self, rel: str, src: Entry, dst: str, existing: Entry | None, folder: Landing,
               same_content: bool | None = None) -> Action:
         config = self.config
-        if existing is not None and existing.kind is not Kind.DIR:
-            if config.update and existing.kind is Kind.FILE and existing.mtime_ns > src.mtime_ns:
-                return Action(Op.SKIP, rel, dst, src, existing=existing, reason="newer in the destination (--update)")
-            if existing.kind is Kind.FILE and self._up_to_date(src, existing, same_content):
+        if existing is not None and existing.kind is not DIR:
+            if config.update and existing.kind is FILE and existing.mtime_ns > src.mtime_ns:
+                return Action(SKIP, rel, dst, src, existing=existing, reason="newer in the destination (--update)")
+            if existing.kind is FILE and self._up_to_date(src, existing, same_content):
                 return self._attrs(rel, src, dst, existing)
         if existing is None:
             return self.new_file(rel, src, dst, folder)
         methods, why = choose_methods(config.method, config.reflink, src.dev == folder.dev)
-        return Action(Op.UPDATE, rel, dst, src, methods, why, existing=existing, landing=folder)
+        return Action(UPDATE, rel, dst, src, methods, why, existing=existing, landing=folder)
 
     def new_file(self, rel: str, src: Entry, dst: str, folder: Landing) -> Action:
         """A regular file where the destination has nothing: copied, by the cheapest kernel path."""
         methods, why = choose_methods(self.config.method, self.config.reflink, src.dev == folder.dev)
-        return Action(Op.COPY, rel, dst, src, methods, why, landing=folder)
+        return Action(COPY, rel, dst, src, methods, why, landing=folder)
 
     def _linked_file(self, rel: str, src: Entry, dst: str, existing: Entry | None, folder: Landing,
                      same_content: bool | None) -> Action:
@@ -66,12 +66,12 @@ class Decider:
         first = self.first_link.get(key)
         if first is None:
             action = self._file(rel, src, dst, existing, folder, same_content)
-            kept = existing if action.op in (Op.SKIP, Op.ATTRS) else None
+            kept = existing if action.op in (SKIP, ATTRS) else None
             self.first_link[key] = (dst, (kept.dev, kept.ino) if kept else None)
             return action
         first_dst, first_id = first
         if existing is not None and first_id is not None and (existing.dev, existing.ino) == first_id:
-            return Action(Op.SKIP, rel, dst, src, existing=existing, reason=f"hard link to {first_dst}")
+            return Action(SKIP, rel, dst, src, existing=existing, reason=f"hard link to {first_dst}")
         return Action(Op.HARDLINK, rel, dst, src, existing=existing, link_to=first_dst,
                       reason=f"hard link to {first_dst}")
 
@@ -79,23 +79,23 @@ class Decider:
         if src.size != dst.size:
             return False
         compare = self.config.compare
-        if compare is Compare.CHECKSUM:
-            return bool(same_content)
-        return compare is Compare.SIZE_ONLY or src.mtime_ns == dst.mtime_ns
+        if compare is Compare.QUICK:
+            return src.mtime_ns == dst.mtime_ns
+        return compare is Compare.SIZE_ONLY or bool(same_content)
 
     def _attrs(self, rel: str, src: Entry, dst: str, existing: Entry) -> Action:
         """Content is up to date: SKIP, or ATTRS when preserved metadata differs."""
         differ = metadata_differences(src, existing, self.config.preserve, self.is_root)
         if differ:
-            return Action(Op.ATTRS, rel, dst, src, existing=existing, reason=", ".join(differ) + " differ")
-        return Action(Op.SKIP, rel, dst, src, existing=existing, reason="up to date")
+            return Action(ATTRS, rel, dst, src, existing=existing, reason=", ".join(differ) + " differ")
+        return Action(SKIP, rel, dst, src, existing=existing, reason="up to date")
 
     def _special(self, rel: str, src: Entry, dst: str, existing: Entry | None) -> Action:
         if not (self.config.preserve.specials and self.is_root):
-            return Action(Op.SKIP, rel, dst, src, existing=existing, reason=f"{src.kind} not copied",
+            return Action(SKIP, rel, dst, src, existing=existing, reason=f"{src.kind} not copied",
                           warning=f"skipping {src.kind} {rel!r} (recreated only with -a as root)")
         if existing is not None and existing.kind is src.kind and existing.rdev == src.rdev:
-            return Action(Op.SKIP, rel, dst, src, existing=existing, reason=f"{src.kind} exists")
+            return Action(SKIP, rel, dst, src, existing=existing, reason=f"{src.kind} exists")
         return Action(Op.SPECIAL, rel, dst, src, existing=existing, reason=f"new {src.kind}")
 
 

@@ -8,7 +8,7 @@ from collections.abc import Callable, Generator, Iterator
 from dataclasses import replace
 
 from zcp.config import Compare, Config
-from zcp.model import COPYING_OPS, Action, Entry, Extra, Folder, Kind, Landing, LinkCandidate, Op
+from zcp.model import COPYING_OPS, DIR, FILE, SYMLINK, Action, Entry, Extra, Folder, Kind, Landing, LinkCandidate, Op
 from zcp.planner.decide import Decider
 from zcp.planner.operands import Transfer
 from zcp.planner.walk import OnError, join_rel, list_names
@@ -41,6 +41,7 @@ class Planner:
         self.config = config
         self.excluder = config.filters or None
         self.decider = Decider(config, os.geteuid() == 0 if is_root is None else is_root)
+        self._checksum = config.compare is Compare.CHECKSUM
         self._lstat = lstat
         self._same_content = same_content
         self._on_error = on_error
@@ -140,19 +141,19 @@ class Planner:
         dst = dst_prefix + name
         landing = folder.landing
         kind = entry.kind
-        if folder.new and kind is Kind.FILE and entry.nlink == 1:  # most of a first copy: decided at once
+        if folder.new and kind is FILE and entry.nlink == 1:  # most of a first copy: decided at once
             return (self.decider.new_file(rel, entry, dst, landing),)
         existing = action = None
         try:
             if not folder.new:
                 existing = self._lstat(dst)
-            if entry.nlink > 1 and kind is Kind.FILE and self.config.preserve.hard_links:
+            if entry.nlink > 1 and kind is FILE and self.config.preserve.hard_links:
                 return (LinkCandidate(rel, entry, dst, existing, landing),)
             action = self._decide(rel, entry, dst, existing, landing)
         except OSError as exc:  # an unreadable destination entry, a symlink that vanished
             self.on_error(path, exc)
         items = () if action is None else self._clear_the_way(action)
-        if kind is Kind.DIR:
+        if kind is DIR:
             return (*items, _folder(rel, entry, dst, existing, landing))
         return items
 
@@ -223,12 +224,12 @@ class Planner:
 
     def _decide(self, rel: str, src: Entry, dst: str, existing: Entry | None, folder: Landing) -> Action:
         target = existing_target = same = None
-        if src.kind is Kind.SYMLINK:
+        if src.kind is SYMLINK:
             target = os.readlink(src.path)
-            if existing is not None and existing.kind is Kind.SYMLINK:
+            if existing is not None and existing.kind is SYMLINK:
                 existing_target = os.readlink(dst)
-        elif (self.config.compare is Compare.CHECKSUM and src.kind is Kind.FILE and existing is not None
-              and existing.kind is Kind.FILE and existing.size == src.size):
+        elif (self._checksum and src.kind is FILE and existing is not None and existing.kind is FILE
+              and existing.size == src.size):
             same = self._same_content(src.path, dst)
         return self.decider.decide(rel, src, dst, existing, folder, target, existing_target, same)
 
