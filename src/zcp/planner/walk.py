@@ -6,7 +6,7 @@ import os
 from collections.abc import Callable, Iterator
 from operator import attrgetter
 from zcp.config import Excluder
-from zcp.model import Entry, Kind
+from zcp.model import DIR, Entry
 
 OnError = Callable[[str, OSError], None]
 _NAME = attrgetter("name")
@@ -51,7 +51,7 @@ def walk_tree(root: Entry, excluder: Excluder | None, on_error: OnError) -> Iter
     while stack:
         for rel, entry in stack[-1]:
             yield rel, entry
-            if entry.kind is Kind.DIR:
+            if entry.kind is DIR:
                 stack.append(iter(list_dir(entry.path, rel, excluder, on_error)))
                 break
         else:

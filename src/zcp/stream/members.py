@@ -14,7 +14,7 @@ from functools import lru_cache
 from typing import NamedTuple
 
 from zcp.errors import StreamError
-from zcp.model import Kind
+from zcp.model import FILE, Kind
 from zcp.stream import pax
 from zcp.stream.transfer import discard, read_some
 
@@ -210,7 +210,7 @@ class TarReader:
         hardlink = typeflag == pax.HARDLINK
         if typeflag == pax.AREGULAR and name.endswith(b"/"):
             typeflag = pax.DIRECTORY  # pre-POSIX tars marked folders by the trailing slash
-        kind = Kind.FILE if hardlink else _KIND_BY_TYPE.get(typeflag)
+        kind = FILE if hardlink else _KIND_BY_TYPE.get(typeflag)
         if kind is None:
             raise StreamError(f"unsupported tar entry type {typeflag!r} for {os.fsdecode(name)!r}")
         size = header.size if (value := get("size")) is None else pax.parse_decimal(value, "size", pax.MAX_BODY_SIZE)

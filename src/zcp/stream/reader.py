@@ -21,7 +21,7 @@ from typing import Literal
 from zcp.config import Method
 from zcp.errors import SourceChanged, StreamError, UsageError, ZcpError, describe
 from zcp.hashing import TrailingDigest, hash_bytes, hash_fd, hex_digest
-from zcp.model import Kind
+from zcp.model import DIR, FILE, SYMLINK, Kind
 from zcp.stream import pax
 from zcp.confine import ConfinedDir, Parts, display, split_name
 from zcp.exec.atomic import temp_name
@@ -291,16 +291,16 @@ class _Unpacker:
         parts = split_name(member.name)
         if member.hardlink:
             self._hardlink(parts, member)
-        elif member.kind is Kind.DIR:
-            self._claim(parts, Kind.DIR)
+        elif member.kind is DIR:
+            self._claim(parts, DIR)
             self._folder(parts, member)
         else:
             if not parts:
                 raise StreamError("refusing an entry that names the destination folder itself")
             self._claim(parts, member.kind)
-            if member.kind is Kind.FILE:
+            if member.kind is FILE:
                 self._file(parts, member)
-            elif member.kind is Kind.SYMLINK:
+            elif member.kind is SYMLINK:
                 self._symlink(parts, member)
             else:
                 self._special(parts, member)
@@ -322,8 +322,8 @@ class _Unpacker:
         parent = parts[:-1]
         if parent != self._last_parent:  # a recorded kind never changes: checked once per folder run
             for depth in range(1, len(parts)):
-                above = self.seen.setdefault(parts[:depth], Kind.DIR)
-                if above is not Kind.DIR:
+                above = self.seen.setdefault(parts[:depth], DIR)
+                if above is not DIR:
                     raise StreamError(f"{display(parts[:depth])!r} is a {above} in this stream, not a folder for {display(parts)!r}")
             self._last_parent = parent
         earlier = self.seen.setdefault(parts, kind)

@@ -21,7 +21,7 @@ from typing import TypeVar
 from zcp.config import Method
 from zcp.errors import SourceChanged, describe
 from zcp.hashing import hash_bytes, hash_fd, hex_digest
-from zcp.model import DEVICE_KINDS, Entry, Kind
+from zcp.model import DEVICE_KINDS, DIR, FILE, SYMLINK, Entry, Kind
 from zcp.stream import pax
 from zcp.stream.transfer import body_methods, method_chain, move, write_all
 from zcp.syscalls import FdKind, Progress, classify
@@ -71,26 +71,27 @@ def write_stream(out_fd: int, items: Iterable[tuple[str, Entry]], *, progress: P
     stats = sender.stats
     first_names: dict[tuple[int, int], bytes] = {}  # (dev, ino) of multiply linked files
     for name, entry in items:
-        arcname = _archive_name(name, entry.kind)
+        kind = entry.kind
+        arcname = _archive_name(name, kind)
         link_key = (entry.dev, entry.ino)
-        if entry.kind is Kind.SOCKET:
-            stats.skipped += 1
-            continue
-        if entry.kind is Kind.FILE and entry.nlink > 1 and link_key in first_names:
+        if kind is FILE and entry.nlink > 1 and link_key in first_names:
             sender.put(_entry_headers(arcname, pax.HARDLINK, entry, linkname=first_names[link_key]))
             stats.hardlinks += 1
             written = True
-        elif entry.kind is Kind.FILE:
+        elif kind is FILE:
             written = sender.send_file(arcname, entry)
             if written and entry.nlink > 1:
                 first_names[link_key] = arcname
-        elif entry.kind is Kind.SYMLINK:
+        elif kind is SYMLINK:
             target = _before_header(os.readlink, entry.path, stats)
             written = target is not None
             if target is not None:
                 sender.put(_entry_headers(arcname, pax.SYMLINK, entry, linkname=os.fsencode(target)))
+        elif kind is Kind.SOCKET:  # tar has no type for it
+            stats.skipped += 1
+            continue
         else:
-            sender.put(_entry_headers(arcname, _TYPE_BY_KIND[entry.kind], entry))
+            sender.put(_entry_headers(arcname, _TYPE_BY_KIND[kind], entry))
             written = True
         stats.entries += written
     sender.put(pax.ZERO_BLOCK * 2)
@@ -217,7 +218,7 @@ def _archive_name(name: str, kind: Kind) -> bytes:
     raw = os.fsencode(name)
     if not raw or raw.startswith(b"/") or (b".." in raw and b".." in raw.split(b"/")) or b"\x00" in raw:
         raise ValueError(f"not a relative archive name: {name!r}")
-    return raw.rstrip(b"/") + b"/" if kind is Kind.DIR else raw
+    return raw.rstrip(b"/") + b"/" if kind is DIR else raw
 
 
 def _entry_headers(arcname: bytes, typeflag: bytes, entry: Entry, *, linkname: bytes = b"") -> bytes:
