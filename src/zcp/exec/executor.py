@@ -243,8 +243,7 @@ class Executor:
 
     def _placed(self, action: Action, method: Method | None, moved: int, warnings: list[str]) -> None:
         """A file is complete in its place: counted and reported (``method`` None: nothing differed)."""
-        if warnings:
-            self._warn_all(warnings)
+        self._warn_all(warnings)
         self.stats.files += 1
         if method is not None:
             self.stats.add_bytes(method, moved)

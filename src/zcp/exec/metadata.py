@@ -58,7 +58,7 @@ class MetadataPolicy:
         if chown:
             os.fchown(fd, src.uid, src.gid)
         preserve = self.preserve
-        mode = src.mode if preserve.mode else self.mode_for(src, existing)
+        mode = self.mode_for(src, existing)
         # chown clears setuid/setgid, and the umask may have cut bits at creation
         if chown or created_mode is None or mode != created_mode & ~self.umask:
             os.fchmod(fd, mode)
