@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 import os
 import shutil
+import struct
 import subprocess
 import uuid
 from pathlib import Path
@@ -28,6 +29,13 @@ def need(condition: bool, reason: str) -> None:
 
 def need_root() -> None:
     need(os.geteuid() == 0, "needs root")
+
+
+def give_default_acl(folder: Path, other: int) -> None:
+    """A default ACL (user rwx, group r-x, other ``other``), in the kernel's xattr form."""
+    entries = [(0x01, 7), (0x04, 5), (0x20, other)]  # ACL_USER_OBJ, ACL_GROUP_OBJ, ACL_OTHER
+    value = struct.pack("<I", 2) + b"".join(struct.pack("<HHI", tag, perm, 0xFFFFFFFF) for tag, perm in entries)
+    os.setxattr(folder, "system.posix_acl_default", value)
 
 
 def need_tool(name: str) -> str:

@@ -112,6 +112,17 @@ class Landing(NamedTuple):
     setgid: bool  # they take its group
     default_acl: bool  # a new file's mode comes from its default ACL, not from the umask
 
+    @classmethod
+    def of(cls, folder: str | int, dev: int, mode: int) -> "Landing":
+        """What an existing folder (a path or an open fd; its device and mode given) does."""
+        try:
+            # a path is never followed; an fd is the folder itself (and cannot take follow_symlinks=False)
+            os.getxattr(folder, "system.posix_acl_default", follow_symlinks=isinstance(folder, int))
+            default_acl = True
+        except OSError:  # ENODATA: none; EOPNOTSUPP: no ACLs on this filesystem
+            default_acl = False
+        return cls(dev, bool(mode & stat.S_ISGID), default_acl)
+
 
 @dataclass(slots=True)
 class Action:

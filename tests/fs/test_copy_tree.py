@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import need, need_root, need_tool
+from conftest import give_default_acl, need, need_root, need_tool
 from zcp.config import Config, Preserve
 from zcp.exec.events import RecordingSink
 from zcp.replicate import replicate
@@ -137,15 +137,6 @@ def test_second_run_changes_no_metadata(synced):
     assert not touched, f"{len(touched)} entries re-written, e.g. {touched[:5]}"
 
 
-def _give_default_acl(folder: Path, other: int) -> None:
-    """A default ACL (user rwx, group r-x, other ``other``), in the kernel's xattr form."""
-    import struct
-
-    entries = [(0x01, 7), (0x04, 5), (0x20, other)]  # ACL_USER_OBJ, ACL_GROUP_OBJ, ACL_OTHER
-    value = struct.pack("<I", 2) + b"".join(struct.pack("<HHI", tag, perm, 0xFFFFFFFF) for tag, perm in entries)
-    os.setxattr(folder, "system.posix_acl_default", value)
-
-
 @pytest.mark.parametrize("jobs", [1, 2])
 def test_a_default_acl_does_not_cut_the_kept_mode(tmpfs_dir, jobs):
     """A file created in a folder with a default ACL takes its mode from the ACL, not from the umask:
@@ -156,7 +147,7 @@ def test_a_default_acl_does_not_cut_the_kept_mode(tmpfs_dir, jobs):
         path.write_bytes(b"x")
         path.chmod(0o644)
     dst.mkdir()
-    _give_default_acl(dst, other=0)
+    give_default_acl(dst, other=0)
     stats = replicate([f"{src}/"], str(dst), Config(recursive=True, preserve=Preserve.archive(), jobs=jobs),
                       RecordingSink())
     assert stats.exit_code() == 0

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import os
 import socket
+import stat
 import subprocess
 import threading
 
 import pytest
-from conftest import need_tool
+from conftest import give_default_acl, need_root, need_tool
 from stream_support import build_tree, pipe_transfer, snapshot, temp_leftovers, walk_items
 
 from zcp import hashing
@@ -144,6 +145,38 @@ def test_owner_is_kept_when_asked(tmp_path):
     assert (kept.st_uid, kept.st_gid) == (1234, 5678)
     mine = (tmp_path / "mine" / "f").stat()
     assert (mine.st_uid, mine.st_gid) == (os.geteuid(), os.getegid())
+
+
+def test_files_get_their_exact_mode_and_owner_whatever_the_folder_does_to_new_files(tmpfs_dir):
+    """Files are created with their mode, so usually need no chown or chmod: they still must end
+    exact where the umask cuts bits, a setgid folder gives its group, a default ACL sets the mode."""
+    need_root()
+    src, dest = tmpfs_dir / "src", tmpfs_dir / "dest"
+    wanted: dict[str, tuple[int, int, int]] = {}
+    for folder in ("plain", "setgid", "acl"):
+        (src / folder).mkdir(parents=True)
+        for mode in (0o666, 0o644, 0o640, 0o444, 0o700):
+            for uid, gid in ((0, 0), (1234, 5678)):
+                path = src / folder / f"{mode:o}-{uid}"
+                path.write_bytes(b"x")
+                path.chmod(mode)
+                os.chown(path, uid, gid)
+                wanted[f"{folder}/{path.name}"] = (mode, uid, gid)
+    for folder in ("plain", "setgid", "acl"):
+        (dest / folder).mkdir(parents=True)
+    os.chown(dest / "setgid", 0, 4321)
+    (dest / "setgid").chmod(0o2755)
+    give_default_acl(dest / "acl", other=0)
+    old_umask = os.umask(0o002)  # cuts less than the ACL does: only the ACL changes 644
+    try:
+        pipe_transfer(walk_items(src), f"{dest}/", preserve_owner=True)
+    finally:
+        os.umask(old_umask)
+    got = {}
+    for rel in wanted:
+        st = os.stat(dest / rel)
+        got[rel] = (stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid)
+    assert got == wanted
 
 
 def test_a_file_that_grew_while_sent_is_source_changed(tmp_path):

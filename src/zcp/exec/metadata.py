@@ -59,8 +59,9 @@ class MetadataPolicy:
             os.fchown(fd, src.uid, src.gid)
         preserve = self.preserve
         mode = self.mode_for(src, existing)
-        # chown clears setuid/setgid, and the umask may have cut bits at creation
-        if chown or created_mode is None or mode != created_mode & ~self.umask:
+        # The umask may have cut bits at creation, which cannot set set-id bits either; chown
+        # clears those bits only, so a mode without them needs no chmod after it.
+        if created_mode is None or mode != created_mode & ~self.umask:
             os.fchmod(fd, mode)
         warnings = copy_xattrs(src_fd if src_fd is not None else src.path, fd) if preserve.xattrs else []
         if preserve.times:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import stat
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import replace
 
@@ -240,7 +239,7 @@ class Planner:
         while not os.path.isdir(parent):  # a folder target that the run creates first
             parent = os.path.dirname(parent) or "."
         st = os.stat(parent)
-        return _landing(parent, st.st_dev, st.st_mode)
+        return Landing.of(parent, st.st_dev, st.st_mode)
 
 
 STOP_CHECK = 32  # units of work between two questions to plan_tree's stop(): a big file asks at once
@@ -284,18 +283,7 @@ def _folder(rel: str, src: Entry, dst: str, existing: Entry | None, parent: Land
     """A folder to descend into; its landing is its own if it is a folder already, else that of the
     folder it is made in (a new folder inherits setgid and the default ACL)."""
     if existing is not None and existing.kind is Kind.DIR:
-        return Folder(rel, src.path, dst, False, _landing(dst, existing.dev, existing.mode))
+        return Folder(rel, src.path, dst, False, Landing.of(dst, existing.dev, existing.mode))
     return Folder(rel, src.path, dst, True, parent)
 
 
-def _landing(folder: str, dev: int, mode: int) -> Landing:
-    """What an existing destination folder (its device and mode given) does to entries made in it."""
-    return Landing(dev, bool(mode & stat.S_ISGID), _has_default_acl(folder))
-
-
-def _has_default_acl(folder: str) -> bool:
-    try:
-        os.getxattr(folder, "system.posix_acl_default", follow_symlinks=False)
-        return True
-    except OSError:  # ENODATA: none; EOPNOTSUPP: no ACLs on this filesystem
-        return False

@@ -21,10 +21,11 @@ from typing import Literal
 from zcp.config import Method
 from zcp.errors import SourceChanged, StreamError, UsageError, ZcpError, describe
 from zcp.hashing import TrailingDigest, hash_bytes, hash_fd, hex_digest
-from zcp.model import DIR, FILE, SYMLINK, Kind
+from zcp.model import DIR, FILE, SYMLINK, Kind, Landing
 from zcp.stream import pax
 from zcp.confine import ConfinedDir, Parts, display, split_name
 from zcp.exec.atomic import temp_name
+from zcp.exec.metadata import current_umask
 from zcp.stream.members import SMALL_BODY, Member, TarReader
 from zcp.stream.transfer import body_methods, move, read_exact, write_all
 from zcp.syscalls import Progress
@@ -57,6 +58,8 @@ class _Options:
     preserve_owner: bool
     progress: Progress | None
     on_file: Callable[[str], None] | None
+    umask: int
+    owner: tuple[int, int]  # what a file we create belongs to
 
 
 def receive(
@@ -78,7 +81,8 @@ def receive(
     file, never unpacked. ``progress`` counts body bytes, ``on_file`` sees each file's name as it
     begins.
     """
-    options = _Options(allow_devices, keep_perms, preserve_owner, progress, on_file)
+    options = _Options(allow_devices, keep_perms, preserve_owner, progress, on_file, current_umask(),
+                       (os.geteuid(), os.getegid()))
     to_folder = dest.endswith("/") or os.path.isdir(dest)
     try:
         if fmt == "raw":
@@ -199,11 +203,15 @@ class _FileReceiver:
         self.options = options
         self._methods: tuple[Method, ...] = ()
 
-    def receive(self, parent_fd: int, tmp: str, member: Member) -> None:
-        """The body into ``tmp`` (created, must not exist), verified, with its metadata."""
+    def receive(self, parent_fd: int, tmp: str, member: Member, landing: Landing | None = None) -> None:
+        """The body into ``tmp`` (created, must not exist), verified, with its metadata.
+
+        ``landing``: what the folder does to new files, if known; the file is then created with
+        its mode, so that usually no chown or chmod is needed after.
+        """
         if self.options.on_file is not None:
             self.options.on_file(member.name)
-        fd = os.open(tmp, _NEW_FILE, 0o600, dir_fd=parent_fd)
+        fd = os.open(tmp, _NEW_FILE, 0o600 if landing is None else member.mode & 0o777, dir_fd=parent_fd)
         try:
             if member.size <= SMALL_BODY:
                 digest = self._write_small(fd, member)
@@ -220,7 +228,7 @@ class _FileReceiver:
                         f"hash mismatch for {member.name!r}: stream says {hex_digest(member.digest)}, got {hex_digest(digest)}"
                     )
                 self.stats.verified += 1
-            apply_fd_metadata(fd, member, self.options)
+            apply_fd_metadata(fd, member, self.options, landing)
         finally:
             os.close(fd)
         self.stats.files += 1
@@ -277,6 +285,7 @@ class _Unpacker:
         self.received: set[Parts] = set()  # non-folders created: the only valid hard link targets
         self.folders: dict[Parts, Member] = {}  # metadata to apply once their content is in
         self._last_parent: Parts = ()  # folders above the last claimed name, all known to be folders
+        self._landing: tuple[Parts, Landing] | None = None  # of the last folder a file went to
 
     def run(self, read: Iterable[Member] = ()) -> None:
         """Every member: those in ``read`` (already taken from the reader), then the rest."""
@@ -331,9 +340,13 @@ class _Unpacker:
             raise StreamError(f"{display(parts)!r} appears twice in the stream, as a {earlier} and as a {kind}")
 
     def _file(self, parts: Parts, member: Member) -> None:
-        parent = self.root.folder(parts[:-1], create=True)
+        where = parts[:-1]
+        parent = self.root.folder(where, create=True)
+        if self._landing is None or self._landing[0] != where:
+            st = os.fstat(parent)
+            self._landing = (where, Landing.of(parent, st.st_dev, st.st_mode))
         with _Temporary(parent, parts[-1]) as tmp:
-            self.files.receive(parent, tmp, member)
+            self.files.receive(parent, tmp, member, self._landing[1])
             os.rename(tmp, parts[-1], src_dir_fd=parent, dst_dir_fd=parent)
 
     def _folder(self, parts: Parts, member: Member) -> None:
@@ -420,10 +433,15 @@ def _both(first: Progress, second: Progress) -> Progress:
     return both
 
 
-def apply_fd_metadata(fd: int, member: Member, options: _Options) -> None:
-    if options.preserve_owner:
+def apply_fd_metadata(fd: int, member: Member, options: _Options, landing: Landing | None = None) -> None:
+    """Owner, mode and times. ``landing``: the folder a file was just created in with its mode (less
+    the umask); a chown or chmod that would change nothing is then left out."""
+    mode = _mode(member, options)
+    if options.preserve_owner and (landing is None or landing.setgid or (member.uid, member.gid) != options.owner):
         os.fchown(fd, member.uid, member.gid)
-    os.fchmod(fd, _mode(member, options))  # after chown, which clears set-id bits
+    # After chown, which clears set-id bits (only those: a mode without them needs no new chmod).
+    if landing is None or landing.default_acl or mode & (_SUID_BITS | options.umask):
+        os.fchmod(fd, mode)
     os.utime(fd, ns=_times(member))
 
 
