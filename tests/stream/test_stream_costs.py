@@ -4,9 +4,12 @@ kernel, and the cheaper paths read and write exactly what the plain ones did (pa
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from stream_support import END, build_tree, collect, member, receive_bytes, snapshot, walk_items, zcp_global
 
 from zcp.errors import StreamError
@@ -211,3 +214,52 @@ def test_file_headers_carry_the_metadata_of_the_fd_sent_from(tmp_path):
     assert got is not None
     assert (got.name, got.size, got.mode) == ("f", 4, entry.mode)
     assert (got.mtime_ns, got.atime_ns) == (1_500_000_000_987_654_321, 1_234_567_890_123_456_789)
+
+
+def _members_of(stream: bytes) -> list[members.Member]:
+    read_end, write_end = os.pipe()
+    os.write(write_end, stream)  # small enough for the pipe
+    os.close(write_end)
+    try:
+        reader = TarReader(read_end)
+        found = []
+        while (got := reader.next()) is not None:
+            reader.skip_body(got)
+            found.append(got)
+        return found
+    finally:
+        os.close(read_end)
+
+
+_NS = st.integers(0, 2**63 - 1) | st.integers(10**18, 2**63 - 1)  # the second: ten-digit seconds
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    mtime=_NS,
+    atime=_NS,
+    digest=st.none() | st.binary(min_size=16, max_size=16),
+    typeflag=st.sampled_from([pax.REGULAR, pax.DIRECTORY, pax.SYMLINK, pax.AREGULAR]),
+    global_records=st.sampled_from([[], [("uid", b"77")], [("mtime", b"5.5")]]),
+    second=st.sampled_from([None, ("uid", b"42"), ("atime", b"1.25"), ("path", b"other")]),
+)
+def test_records_as_zcp_writes_them_read_as_the_general_parser_reads_them(
+    mtime, atime, digest, typeflag, global_records, second
+):
+    """The one-match reading of zcp's own records gives the very member the record-by-record
+    parser gives, with global records and further 'x' headers taken in order."""
+    records = [("mtime", pax.format_ns_time(mtime)), ("atime", pax.format_ns_time(atime))]
+    if digest is not None:
+        records.append((pax.KEY_HASH, digest.hex().encode()))
+    stream = pax.pax_header(b"g", pax.PAX_GLOBAL, [(pax.KEY_VERSION, b"1"), *global_records])
+    stream += pax.pax_header(b"x", pax.PAX_EXTENDED, records)
+    if second is not None:
+        stream += pax.pax_header(b"x", pax.PAX_EXTENDED, [second])
+    stream += member(b"name", typeflag, linkname=b"target" if typeflag == pax.SYMLINK else b"") + END
+
+    quick = _members_of(stream)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(members, "_ZCP_RECORDS", re.compile(rb"(?!)"))  # matches nothing
+        assert quick == _members_of(stream)
+    # Times from 2001 on (ten-digit seconds) take the one-match way.
+    assert bool(members._ZCP_RECORDS.fullmatch(pax.encode_records(records))) == (min(mtime, atime) >= 10**18)

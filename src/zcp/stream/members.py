@@ -8,7 +8,9 @@ rest straight from the fd with a kernel copy. Metadata bodies are bounded by MAX
 
 from __future__ import annotations
 
+import binascii
 import os
+import re
 import sys
 from functools import lru_cache
 from typing import NamedTuple
@@ -39,6 +41,9 @@ SMALL_BODY = 64 << 10
 # One read asks for this much: many small entries per call, and a bounded copy of a big body's head.
 READ_SIZE = 256 << 10
 _FS_ENCODING, _FS_ERRORS = sys.getfilesystemencoding(), sys.getfilesystemencodeerrors()  # as os.fsdecode
+# The records zcp writes for an entry, with times from 2001 to 2286 (ten-digit seconds): their length
+# fields are then fixed, and one match stands for decode_records and the checks of each value.
+_ZCP_RECORDS = re.compile(rb"30 mtime=(\d{10}\.\d{9})\n30 atime=(\d{10}\.\d{9})\n(?:49 ZCP\.xxh3_128=([0-9a-f]{32})\n)?")
 # The 'x' header block before each entry differs from the last ones only by its size, if at all:
 # decoded once per distinct block. (A bad block raises, and lru_cache keeps no exceptions.)
 _decode_meta_header = lru_cache(maxsize=64)(pax.decode_header)
@@ -70,18 +75,20 @@ class TarReader:
         self._buffer = peeked  # read from fd, not yet used: from _pos on
         self._pos = 0
         self._globals: dict[str, bytes] = {}
+        self._plain_globals = True  # no global record sets a value of the entries
         self._started = False
         self.is_zcp = False
 
     def next(self) -> Member | None:
         """The next member, or None at the end of the archive. Its body is left unread."""
         extended: dict[str, bytes] = {}
+        quick: re.Match[bytes] | None = None  # the entry's only 'x' header, as zcp writes them
         long_name: bytes | None = None
         long_link: bytes | None = None
         while True:
             block = self._block()
             if block is None:
-                if extended or long_name is not None or long_link is not None:
+                if extended or quick or long_name is not None or long_link is not None:
                     raise StreamError("truncated stream: an extended header without its entry")
                 return None
             header = _decode_meta_header(block) if block[156:157] in _META_TYPES else pax.decode_header(block)
@@ -91,21 +98,39 @@ class TarReader:
                 body = self._meta_body(header)
                 if header.typeflag == pax.PAX_GLOBAL:
                     self._globals.update(pax.decode_records(body))
+                    self._plain_globals = self._globals.keys() <= {pax.KEY_VERSION}
                     if first:
                         self._check_zcp()
                 elif header.typeflag == pax.PAX_EXTENDED:
+                    if not (extended or quick) and (quick := _ZCP_RECORDS.fullmatch(body)):
+                        continue
+                    if quick:  # a second 'x' header: both the long way, in order
+                        extended, quick = pax.decode_records(quick.string), None
                     extended.update(pax.decode_records(body))
                 elif header.typeflag == pax.GNU_LONGNAME:
                     long_name = body.split(b"\x00", 1)[0]
                 else:
                     long_link = body.split(b"\x00", 1)[0]
                 continue
-            return self._member(header, {**self._globals, **extended} if self._globals else extended, long_name, long_link)
+            name = header.name if long_name is None else long_name
+            linkname = header.linkname if long_link is None else long_link
+            if quick and self._plain_globals:
+                mtime, atime, digest = quick.groups()
+                return _member(header, name, linkname, header.size, int(mtime.replace(b".", b"")),
+                               int(atime.replace(b".", b"")), header.uid, header.gid,
+                               None if digest is None else binascii.unhexlify(digest))
+            if quick:
+                extended = pax.decode_records(quick.string)
+            return _extended_member(header, {**self._globals, **extended} if self._globals else extended, name, linkname)
 
     def small_body(self, member: Member) -> bytes:
         """The whole body of ``member`` (at most SMALL_BODY bytes), its padding consumed."""
-        length = member.size + pax.padding(member.size)
-        data = self._take(length)
+        length = member.size + -member.size % pax.BLOCK  # with its padding
+        start = self._pos
+        if start + length <= len(self._buffer):  # _take's usual case, inline: this runs per file
+            self._pos = start + length
+            return self._buffer[start : start + member.size]
+        data = self._take_refilled(length)
         if len(data) != length:
             raise StreamError(f"truncated stream: it ends inside the body of {member.name!r}")
         return data[: member.size]
@@ -136,7 +161,13 @@ class TarReader:
 
     def _block(self) -> bytes | None:
         """The next header block; None at a proper end of the archive."""
-        block = self._take(pax.BLOCK)
+        start = self._pos
+        end = start + pax.BLOCK
+        if end <= len(self._buffer):  # _take's usual case, inline: this runs twice per entry
+            self._pos = end
+            block = self._buffer[start:end]
+        else:
+            block = self._take_refilled(pax.BLOCK)
         if not block:
             # GNU tar accepts an archive cut at a header boundary; zcp writers always end theirs,
             # so from zcp a missing end marker means the writer died.
@@ -194,41 +225,48 @@ class TarReader:
             raise StreamError(f"zcp stream version {version[:20]!r} is not supported (this zcp reads {pax.ZCP_VERSION})")
         self.is_zcp = True
 
-    def _member(
-        self, header: pax.Header, records: dict[str, bytes], long_name: bytes | None, long_link: bytes | None
-    ) -> Member:
-        if b"" in records.values():
-            records = {key: value for key, value in records.items() if value}  # empty value: unset
-        if not records.keys() <= _PLAIN_KEYS:
-            for key in records:
-                if key.startswith("GNU.sparse."):
-                    raise StreamError("sparse tar entries are not supported")
-        get = records.get
-        name = get("path", long_name if long_name is not None else header.name)
-        linkname = get("linkpath", long_link if long_link is not None else header.linkname)
-        typeflag = header.typeflag
-        hardlink = typeflag == pax.HARDLINK
-        if typeflag == pax.AREGULAR and name.endswith(b"/"):
-            typeflag = pax.DIRECTORY  # pre-POSIX tars marked folders by the trailing slash
-        kind = FILE if hardlink else _KIND_BY_TYPE.get(typeflag)
-        if kind is None:
-            raise StreamError(f"unsupported tar entry type {typeflag!r} for {os.fsdecode(name)!r}")
-        size = header.size if (value := get("size")) is None else pax.parse_decimal(value, "size", pax.MAX_BODY_SIZE)
-        if not 0 <= size <= pax.MAX_BODY_SIZE:
-            raise StreamError(f"absurd size {size} for {os.fsdecode(name)!r}")
-        mtime_ns = header.mtime * 1_000_000_000 if (value := get("mtime")) is None else pax.parse_ns_time(value)
-        atime_ns = None if (value := get("atime")) is None else pax.parse_ns_time(value)
-        if not (-_TIME_LIMIT <= mtime_ns < _TIME_LIMIT and -_TIME_LIMIT <= (atime_ns or 0) < _TIME_LIMIT):
-            raise StreamError(f"absurd time for {os.fsdecode(name)!r}")
-        uid = header.uid if (value := get("uid")) is None else pax.parse_decimal(value, "uid", _ID_LIMIT)
-        gid = header.gid if (value := get("gid")) is None else pax.parse_decimal(value, "gid", _ID_LIMIT)
-        if not (0 <= uid <= _ID_LIMIT and 0 <= gid <= _ID_LIMIT):
-            raise StreamError(f"absurd owner {uid}:{gid} for {os.fsdecode(name)!r}")
-        digest = None if (value := get(pax.KEY_HASH)) is None else _digest(value, name)
-        # Positional: this runs once per entry.
-        return Member(name.decode(_FS_ENCODING, _FS_ERRORS), kind, hardlink, header.mode & 0o7777, uid, gid, size,
-                      mtime_ns, atime_ns, linkname.decode(_FS_ENCODING, _FS_ERRORS) if linkname else "",
-                      header.devmajor, header.devminor, digest)
+
+def _extended_member(header: pax.Header, records: dict[str, bytes], name: bytes, linkname: bytes) -> Member:
+    """The member with any pax records applied (global ones merged in)."""
+    if b"" in records.values():
+        records = {key: value for key, value in records.items() if value}  # empty value: unset
+    if not records.keys() <= _PLAIN_KEYS:
+        for key in records:
+            if key.startswith("GNU.sparse."):
+                raise StreamError("sparse tar entries are not supported")
+    get = records.get
+    name = get("path", name)
+    linkname = get("linkpath", linkname)
+    size = header.size if (value := get("size")) is None else pax.parse_decimal(value, "size", pax.MAX_BODY_SIZE)
+    mtime_ns = header.mtime * 1_000_000_000 if (value := get("mtime")) is None else pax.parse_ns_time(value)
+    atime_ns = None if (value := get("atime")) is None else pax.parse_ns_time(value)
+    uid = header.uid if (value := get("uid")) is None else pax.parse_decimal(value, "uid", _ID_LIMIT)
+    gid = header.gid if (value := get("gid")) is None else pax.parse_decimal(value, "gid", _ID_LIMIT)
+    digest = None if (value := get(pax.KEY_HASH)) is None else _digest(value, name)
+    return _member(header, name, linkname, size, mtime_ns, atime_ns, uid, gid, digest)
+
+
+def _member(header: pax.Header, name: bytes, linkname: bytes, size: int, mtime_ns: int, atime_ns: int | None,
+            uid: int, gid: int, digest: bytes | None) -> Member:
+    """The member from its header and final values, checked."""
+    typeflag = header.typeflag
+    hardlink = typeflag == pax.HARDLINK
+    if typeflag == pax.AREGULAR and name.endswith(b"/"):
+        typeflag = pax.DIRECTORY  # pre-POSIX tars marked folders by the trailing slash
+    kind = FILE if hardlink else _KIND_BY_TYPE.get(typeflag)
+    if kind is None:
+        raise StreamError(f"unsupported tar entry type {typeflag!r} for {os.fsdecode(name)!r}")
+    if not 0 <= size <= pax.MAX_BODY_SIZE:
+        raise StreamError(f"absurd size {size} for {os.fsdecode(name)!r}")
+    if not (-_TIME_LIMIT <= mtime_ns < _TIME_LIMIT and -_TIME_LIMIT <= (atime_ns or 0) < _TIME_LIMIT):
+        raise StreamError(f"absurd time for {os.fsdecode(name)!r}")
+    if not (0 <= uid <= _ID_LIMIT and 0 <= gid <= _ID_LIMIT):
+        raise StreamError(f"absurd owner {uid}:{gid} for {os.fsdecode(name)!r}")
+    # Positional, through tuple's own constructor: a NamedTuple's __new__ is a Python function.
+    return tuple.__new__(Member, (
+        name.decode(_FS_ENCODING, _FS_ERRORS), kind, hardlink, header.mode & 0o7777, uid, gid, size, mtime_ns,
+        atime_ns, linkname.decode(_FS_ENCODING, _FS_ERRORS) if linkname else "", header.devmajor, header.devminor,
+        digest))
 
 
 def _digest(value: bytes, name: bytes) -> bytes:

@@ -48,8 +48,9 @@ GNU_LONGLINK = b"K"
 # The ustar fields in block order (name, mode, uid, gid, size, mtime, checksum, typeflag, linkname,
 # magic + version, uname, gname, devmajor, devminor, prefix): one struct call packs or unpacks a
 # header, which a receiver does twice per file. 's' pads with NULs and cuts, as the format wants.
-_USTAR = struct.Struct("100s8s8s8s12s12s8s1s100s8s32s32s8s8s155s12x")
+_USTAR = struct.Struct("100s24s12s12s8x1s100s8s32s32s16s155s12x")
 _CHECKSUM = slice(148, 156)
+_MAGICS = (POSIX_MAGIC, GNU_MAGIC)
 # The same layout for writing, with the runs of numbers (mode..mtime, devmajor + devminor) as one
 # field each: most headers then take two % formats instead of seven encode_number calls.
 _USTAR_OUT = struct.Struct("100s48s8s1s100s8s32s32s16s155s12x")
@@ -164,30 +165,41 @@ def checksum_ok(block: bytes) -> bool:
 
 def is_tar_header(block: bytes) -> bool:
     """A full block with ustar (POSIX or GNU) magic and a good checksum."""
-    return len(block) == BLOCK and block[257:265] in (POSIX_MAGIC, GNU_MAGIC) and checksum_ok(block)
-
-
-def _text(field: bytes) -> bytes:
-    return field.partition(b"\x00")[0]
+    return len(block) == BLOCK and block[257:265] in _MAGICS and checksum_ok(block)
 
 
 def decode_header(block: bytes) -> Header:
+    """One header block, checked (magic, checksum) and decoded. This runs for every member: the
+    runs of numbers that repeat from file to file (mode, owner; device) are decoded once each."""
     if not is_tar_header(block):
         raise StreamError("bad tar header (wrong magic or checksum)")
-    (name, mode, uid, gid, size, mtime, _checksum, typeflag, linkname, magic, uname, gname,
-     devmajor, devminor, prefix) = _USTAR.unpack(block)
-    name = _text(name)
+    name, owner, size, mtime, typeflag, linkname, magic, uname, gname, devices, prefix = _USTAR.unpack(block)
+    name = name.partition(b"\x00")[0]
     # GNU headers keep atime/ctime where POSIX has the prefix.
     if magic == POSIX_MAGIC and prefix[0]:
-        name = _text(prefix) + b"/" + name
-    numbers = (mode, uid, gid, size, mtime, devmajor, devminor)
+        name = prefix.partition(b"\x00")[0] + b"/" + name
+    mode, uid, gid = _octal_run(owner)
+    devmajor, devminor = _octal_run(devices)
+    # Positional, through tuple's own constructor: a NamedTuple's __new__ is a Python function.
+    return tuple.__new__(Header, (name, mode, uid, gid, _octal(size), _octal(mtime), typeflag,
+                                  linkname.partition(b"\x00")[0], uname.partition(b"\x00")[0],
+                                  gname.partition(b"\x00")[0], devmajor, devminor))
+
+
+def _octal(field: bytes) -> int:
     try:
         # Plain octal with trailing NULs, as POSIX writers put it: int() alone takes the same
         # digits decode_number would (it strips blanks too); anything else goes the long way.
-        mode, uid, gid, size, mtime, devmajor, devminor = [int(field.rstrip(b"\x00"), 8) for field in numbers]
+        return int(field.rstrip(b"\x00"), 8)
     except ValueError:
-        mode, uid, gid, size, mtime, devmajor, devminor = [decode_number(field) for field in numbers]
-    return Header(name, mode, uid, gid, size, mtime, typeflag, _text(linkname), _text(uname), _text(gname), devmajor, devminor)
+        return decode_number(field)
+
+
+@lru_cache(maxsize=1024)
+def _octal_run(run: bytes) -> tuple[int, ...]:
+    """Consecutive 8-byte numbers (mode, uid, gid; devmajor, devminor). A bad one raises, and
+    lru_cache keeps no exceptions."""
+    return tuple(_octal(run[start : start + 8]) for start in range(0, len(run), 8))
 
 
 def encode_header(

@@ -32,6 +32,7 @@ from zcp.syscalls import Progress
 
 Format = Literal["auto", "tar", "raw"]
 
+_RW = Method.RW  # a module name: each Method.RW lookup goes through EnumType's slow hook on 3.11
 _NEW_FILE = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 _SUID_BITS = stat.S_ISUID | stat.S_ISGID | stat.S_ISVTX
 _DEVICE_TYPES = {Kind.CHAR: stat.S_IFCHR, Kind.BLOCK: stat.S_IFBLK}
@@ -209,12 +210,19 @@ class _FileReceiver:
         ``landing``: what the folder does to new files, if known; the file is then created with
         its mode, so that usually no chown or chmod is needed after.
         """
-        if self.options.on_file is not None:
-            self.options.on_file(member.name)
+        options = self.options
+        if options.on_file is not None:
+            options.on_file(member.name)
+        size = member.size
         fd = os.open(tmp, _NEW_FILE, 0o600 if landing is None else member.mode & 0o777, dir_fd=parent_fd)
         try:
-            if member.size <= SMALL_BODY:
-                digest = self._write_small(fd, member)
+            if size <= SMALL_BODY:  # taken whole from the stream's buffer: one write, hashed in memory
+                body = self.reader.small_body(member)
+                write_all(fd, body)
+                self.stats.by_method[_RW] += size
+                if options.progress is not None:
+                    options.progress(size)
+                digest = None if member.digest is None else hash_bytes(body)
             elif member.digest is not None and member.size >= TRAILING_MIN_SIZE:
                 with TrailingDigest(fd) as trailing:
                     self._write_big(fd, member, trailing.written)
@@ -228,20 +236,11 @@ class _FileReceiver:
                         f"hash mismatch for {member.name!r}: stream says {hex_digest(member.digest)}, got {hex_digest(digest)}"
                     )
                 self.stats.verified += 1
-            apply_fd_metadata(fd, member, self.options, landing)
+            apply_fd_metadata(fd, member, options, landing)
         finally:
             os.close(fd)
         self.stats.files += 1
-        self.stats.bytes += member.size
-
-    def _write_small(self, fd: int, member: Member) -> bytes | None:
-        """A body taken whole from the stream's buffer: one write, hashed in memory."""
-        body = self.reader.small_body(member)
-        write_all(fd, body)
-        self.stats.by_method[Method.RW] += len(body)
-        if self.options.progress is not None:
-            self.options.progress(len(body))
-        return None if member.digest is None else hash_bytes(body)
+        self.stats.bytes += size
 
     def _write_big(self, fd: int, member: Member, landed: Progress | None = None) -> None:
         """What the buffer holds of the body, then the rest by a kernel copy; ``landed`` hears of
@@ -251,7 +250,7 @@ class _FileReceiver:
             progress = landed if progress is None else _both(progress, landed)
         head = self.reader.body_head(member)
         write_all(fd, head)
-        self.stats.by_method[Method.RW] += len(head)
+        self.stats.by_method[_RW] += len(head)
         if progress is not None:
             progress(len(head))
         self._methods = self._methods or body_methods(self.reader.fd, fd)
@@ -340,14 +339,18 @@ class _Unpacker:
             raise StreamError(f"{display(parts)!r} appears twice in the stream, as a {earlier} and as a {kind}")
 
     def _file(self, parts: Parts, member: Member) -> None:
-        where = parts[:-1]
+        where, leaf = parts[:-1], parts[-1]
         parent = self.root.folder(where, create=True)
         if self._landing is None or self._landing[0] != where:
             st = os.fstat(parent)
             self._landing = (where, Landing.of(parent, st.st_dev, st.st_mode))
-        with _Temporary(parent, parts[-1]) as tmp:
+        tmp = temp_name(leaf)
+        try:  # what _Temporary does, inline: this runs for every file
             self.files.receive(parent, tmp, member, self._landing[1])
-            os.rename(tmp, parts[-1], src_dir_fd=parent, dst_dir_fd=parent)
+            os.rename(tmp, leaf, src_dir_fd=parent, dst_dir_fd=parent)
+        except BaseException:
+            _remove_temp(parent, tmp)
+            raise
 
     def _folder(self, parts: Parts, member: Member) -> None:
         self.reader.skip_body(member)
@@ -471,8 +474,12 @@ class _Temporary:
 
     def __exit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
         if exc_type is not None:
-            with suppress(FileNotFoundError):
-                os.unlink(self.name, dir_fd=self.parent_fd)
+            _remove_temp(self.parent_fd, self.name)
+
+
+def _remove_temp(parent_fd: int, name: str) -> None:
+    with suppress(FileNotFoundError):
+        os.unlink(name, dir_fd=parent_fd)
 
 
 def _dest_error(exc: OSError) -> ZcpError:
