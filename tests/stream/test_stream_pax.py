@@ -170,3 +170,13 @@ def test_odd_times():
     for bad in (b"-", b"+1", b".5", b"1.-5", "١".encode(), b" 1", b"1" * 21):
         with pytest.raises(StreamError):
             pax.parse_ns_time(bad)
+
+
+_TEN_DIGIT_NS = st.integers(pax.TEN_DIGIT_SECONDS.start, pax.TEN_DIGIT_SECONDS.stop - 1)
+
+
+@given(_TEN_DIGIT_NS, _TEN_DIGIT_NS)
+def test_the_times_template_writes_what_the_record_encoder_writes(mtime, atime):
+    templated = pax.TIMES_RECORDS % (*divmod(mtime, 10**9), *divmod(atime, 10**9))
+    assert templated == pax.record(b"mtime", pax.format_ns_time(mtime)) + pax.record(b"atime", pax.format_ns_time(atime))
+    assert pax.decode_records(templated) == {"mtime": pax.format_ns_time(mtime), "atime": pax.format_ns_time(atime)}

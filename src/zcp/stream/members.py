@@ -41,8 +41,8 @@ SMALL_BODY = 64 << 10
 # One read asks for this much: many small entries per call, and a bounded copy of a big body's head.
 READ_SIZE = 256 << 10
 _FS_ENCODING, _FS_ERRORS = sys.getfilesystemencoding(), sys.getfilesystemencodeerrors()  # as os.fsdecode
-# The records zcp writes for an entry, with times from 2001 to 2286 (ten-digit seconds): their length
-# fields are then fixed, and one match stands for decode_records and the checks of each value.
+# The records zcp writes for an entry with times in pax.TEN_DIGIT_SECONDS (pax.TIMES_RECORDS, then the
+# hash): one match stands for decode_records and the checks of each value.
 _ZCP_RECORDS = re.compile(rb"30 mtime=(\d{10}\.\d{9})\n30 atime=(\d{10}\.\d{9})\n(?:49 ZCP\.xxh3_128=([0-9a-f]{32})\n)?")
 # The 'x' header block before each entry differs from the last ones only by its size, if at all:
 # decoded once per distinct block. (A bad block raises, and lru_cache keeps no exceptions.)

@@ -23,6 +23,10 @@ ZERO_BLOCK = bytes(BLOCK)
 MAX_META_SIZE = 1 << 20
 MAX_BODY_SIZE = (1 << 63) - 1  # off_t
 
+# Times from 2001 to 2286 have ten-digit seconds, so their records have a fixed length (30): the
+# writer formats both with one template, the reader takes them (and the hash) with one match.
+TEN_DIGIT_SECONDS = range(10**18, 10**19)  # in ns
+TIMES_RECORDS = b"30 mtime=%d.%09d\n30 atime=%d.%09d\n"
 ZCP_VERSION = "1"
 KEY_VERSION = "ZCP.version"
 KEY_HASH = "ZCP.xxh3_128"

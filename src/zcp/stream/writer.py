@@ -251,8 +251,11 @@ def _headers(
                                   (b"gid", gid, pax.OCTAL8_LIMIT)):
             if value >= limit:
                 records.append(pax.record(key, b"%d" % value))
-    mtime, atime = pax.format_ns_time(mtime_ns), pax.format_ns_time(atime_ns)
-    records.append(b"%d mtime=%s\n%d atime=%s\n" % (pax.record_length(b"mtime", mtime), mtime, pax.record_length(b"atime", atime), atime))
+    if mtime_ns in pax.TEN_DIGIT_SECONDS and atime_ns in pax.TEN_DIGIT_SECONDS:
+        records.append(pax.TIMES_RECORDS % (*divmod(mtime_ns, 1_000_000_000), *divmod(atime_ns, 1_000_000_000)))
+    else:
+        mtime, atime = pax.format_ns_time(mtime_ns), pax.format_ns_time(atime_ns)
+        records.append(pax.record(b"mtime", mtime) + pax.record(b"atime", atime))
     if digest is not None:
         records.append(_HASH_RECORD % hex_digest(digest).encode())
     header = pax.encode_header(
