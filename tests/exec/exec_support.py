@@ -5,6 +5,8 @@ Imported by name from the test modules (a conftest.py here would shadow tests/co
 
 from __future__ import annotations
 
+import functools
+
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -29,9 +31,10 @@ class Injected:
         self.behaviour = behaviour or (lambda n, real, args: real(*args))
         monkeypatch.setattr(os, name, self)
 
-    def __call__(self, *args):
+    def __call__(self, *args, **kwargs):
         self.calls += 1
-        return self.behaviour(self.calls, self.real, args)
+        real = functools.partial(self.real, **kwargs) if kwargs else self.real  # dir_fd= and the like
+        return self.behaviour(self.calls, real, args)
 
 
 def fail_call(number: int, err: int) -> Behaviour:

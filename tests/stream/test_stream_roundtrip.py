@@ -2,21 +2,27 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import socket
 import stat
 import subprocess
+import sys
 import threading
+import time
+from contextlib import suppress
+from pathlib import Path
 
 import pytest
 from conftest import give_default_acl, need_root, need_tool
-from stream_support import build_tree, pipe_transfer, snapshot, temp_leftovers, walk_items
+from stream_support import MiB, build_tree, member, pipe_transfer, snapshot, temp_leftovers, walk_items, zcp_global
 
 from zcp import hashing
 from zcp.config import Method
 from zcp.errors import SourceChanged
+from zcp.exec.atomic import UnnamedUnsupported
 from zcp.model import Entry
-from zcp.stream import members, receive, write_stream, writer
+from zcp.stream import members, reader, receive, write_stream, writer
 
 
 def test_pipe_round_trip_gives_an_identical_tree(tmp_path):
@@ -177,6 +183,55 @@ def test_files_get_their_exact_mode_and_owner_whatever_the_folder_does_to_new_fi
         st = os.stat(dest / rel)
         got[rel] = (stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid)
     assert got == wanted
+
+
+def test_a_receiver_killed_inside_a_body_leaves_nothing(tmp_path):
+    """The body lands in an inode with no name until it is complete: even SIGKILL, which no cleanup
+    can follow, leaves neither a torn file nor a temp file behind."""
+    dest = tmp_path / "dest"
+    body = os.urandom(8 * MiB)
+    stream = zcp_global() + member(b"sub/big", body=body, records=[("mtime", b"1700000000.5")])
+    receiver = subprocess.Popen([sys.executable, "-m", "zcp", "-", f"{dest}/"], stdin=subprocess.PIPE,
+                                stderr=subprocess.DEVNULL)
+    try:
+        receiver.stdin.write(stream[: len(stream) // 2])
+        receiver.stdin.flush()
+        deadline = time.monotonic() + 30
+        while not _fd_targets(receiver.pid, dest / "sub"):
+            assert time.monotonic() < deadline, "the receiver never opened the file it writes"
+            time.sleep(0.01)
+        receiver.kill()
+    finally:
+        receiver.wait()
+        receiver.stdin.close()
+    assert [p.relative_to(dest).as_posix() for p in dest.rglob("*")] == ["sub"]
+
+
+def _fd_targets(pid: int, beneath: Path) -> list[str]:
+    """Where the open fds of ``pid`` point, for those beneath ``beneath``."""
+    targets = []
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        with suppress(FileNotFoundError):
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+            if target.startswith(f"{beneath}/"):
+                targets.append(target)
+    return targets
+
+
+@pytest.mark.parametrize("refused", ["open_unnamed", "link_unnamed"])
+def test_without_unnamed_inodes_files_land_through_named_temps(tmp_path, monkeypatch, refused):
+    """A filesystem without O_TMPFILE, or a kernel that will not link one (no /proc): named temp files."""
+    def refuse(*args, **kwargs):
+        raise UnnamedUnsupported(errno.EOPNOTSUPP)
+
+    monkeypatch.setattr(reader, refused, refuse)
+    src = build_tree(tmp_path / "src", fifo=False)
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    (dest / "size-1").write_bytes(b"replaced")
+    pipe_transfer(walk_items(src), f"{dest}/")
+    assert snapshot(dest) == snapshot(src)
+    assert temp_leftovers(dest) == []
 
 
 def test_a_file_that_grew_while_sent_is_source_changed(tmp_path):

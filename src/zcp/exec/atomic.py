@@ -102,14 +102,8 @@ class Pending:
     def create(cls, target: str, mode: int, unnamed: bool) -> "Pending":
         """``unnamed``: try O_TMPFILE (for a target that does not exist yet). Raises
         UnnamedUnsupported when the filesystem cannot, so the caller can stop asking."""
-        if unnamed and _PROC_FD:
-            folder = target.rpartition("/")[0] or "."
-            try:
-                return cls(target, os.open(folder, os.O_TMPFILE | os.O_RDWR | os.O_CLOEXEC, mode), None)
-            except OSError as exc:
-                if exc.errno not in _NO_TMPFILE:
-                    raise
-                raise UnnamedUnsupported(exc.errno) from exc
+        if unnamed:
+            return cls(target, open_unnamed(target.rpartition("/")[0] or ".", mode), None)
         path, fd = create_temp(target, mode)
         return cls(target, fd, path)
 
@@ -117,22 +111,13 @@ class Pending:
         """Put the complete file in place (the fd stays open; close() it after)."""
         if self.temp is None:
             try:
-                self._name(self.target)
-                return
+                link_unnamed(self.fd, self.target)
             except FileExistsError:  # appeared since the plan: replace it, atomically all the same
-                make_beside(self.target, self._name)
-                return
-            except OSError as exc:  # /proc hidden or linkat refused here: the caller writes it again, named
-                if exc.errno in _CANNOT_NAME:
-                    raise UnnamedUnsupported(exc.errno) from exc
-                raise
+                make_beside(self.target, lambda path: link_unnamed(self.fd, path))
+            return  # UnnamedUnsupported (linkat refused here): the caller writes it again, named
         os.rename(self.temp, self.target)
         _live.discard(self.temp)
         self.temp = None
-
-    def _name(self, path: str) -> None:
-        """Link the unnamed inode at ``path``."""
-        os.link(f"/proc/self/fd/{self.fd}", path, src_dir_fd=_ROOT_FD, follow_symlinks=True)
 
     def close(self) -> None:
         # forgotten before it is closed: a signal in between must not make a later close() hit
@@ -152,6 +137,32 @@ class Pending:
 class UnnamedUnsupported(Exception):
     def __init__(self, err: int):
         self.errno = err
+
+
+def open_unnamed(folder: str, mode: int, dir_fd: int | None = None) -> int:
+    """A new unnamed inode (O_TMPFILE) in ``folder``, open read-write; UnnamedUnsupported where
+    the filesystem or kernel cannot make one, or where it could not be named later (no /proc)."""
+    if not _PROC_FD:
+        raise UnnamedUnsupported(errno.ENOENT)
+    try:
+        return os.open(folder, os.O_TMPFILE | os.O_RDWR | os.O_CLOEXEC, mode, dir_fd=dir_fd)
+    except OSError as exc:
+        if exc.errno not in _NO_TMPFILE:
+            raise
+        raise UnnamedUnsupported(exc.errno) from exc
+
+
+def link_unnamed(fd: int, name: str, dir_fd: int | None = None) -> None:
+    """Give the unnamed inode open as ``fd`` the name ``name``: FileExistsError if it is taken,
+    UnnamedUnsupported if linkat is refused here (a restricted /proc, an LSM)."""
+    try:
+        os.link(f"/proc/self/fd/{fd}", name, src_dir_fd=_ROOT_FD, dst_dir_fd=dir_fd, follow_symlinks=True)
+    except FileExistsError:
+        raise
+    except OSError as exc:
+        if exc.errno in _CANNOT_NAME:
+            raise UnnamedUnsupported(exc.errno) from exc
+        raise
 
 
 def make_beside(target: str, make: Callable[[str], _T]) -> _T:

@@ -24,7 +24,7 @@ from zcp.hashing import TrailingDigest, hash_bytes, hash_fd, hex_digest
 from zcp.model import DIR, FILE, SYMLINK, Kind, Landing
 from zcp.stream import pax
 from zcp.confine import ConfinedDir, Parts, display, split_name
-from zcp.exec.atomic import temp_name
+from zcp.exec.atomic import UnnamedUnsupported, link_unnamed, open_unnamed, temp_name
 from zcp.exec.metadata import current_umask
 from zcp.stream.members import SMALL_BODY, Member, TarReader
 from zcp.stream.transfer import body_methods, move, read_exact, write_all
@@ -204,41 +204,45 @@ class _FileReceiver:
         self.options = options
         self._methods: tuple[Method, ...] = ()
 
-    def receive(self, parent_fd: int, tmp: str, member: Member, landing: Landing | None = None) -> None:
-        """The body into ``tmp`` (created, must not exist), verified, with its metadata.
+    def receive(self, parent_fd: int, tmp: str, member: Member) -> None:
+        """The body into ``tmp`` (created, must not exist), verified, with its metadata."""
+        fd = os.open(tmp, _NEW_FILE, 0o600, dir_fd=parent_fd)
+        try:
+            self.fill(fd, member, None)
+        finally:
+            os.close(fd)
 
-        ``landing``: what the folder does to new files, if known; the file is then created with
-        its mode, so that usually no chown or chmod is needed after.
+    def fill(self, fd: int, member: Member, landing: Landing | None) -> None:
+        """The body into the new, empty file open as ``fd``, verified, with its metadata.
+
+        ``landing``: what the folder does to new files, when the file was created there with its
+        mode (less the umask); usually no chown or chmod is then needed.
         """
         options = self.options
         if options.on_file is not None:
             options.on_file(member.name)
         size = member.size
-        fd = os.open(tmp, _NEW_FILE, 0o600 if landing is None else member.mode & 0o777, dir_fd=parent_fd)
-        try:
-            if size <= SMALL_BODY:  # taken whole from the stream's buffer: one write, hashed in memory
-                body = self.reader.small_body(member)
-                write_all(fd, body)
-                self.stats.by_method[_RW] += size
-                if options.progress is not None:
-                    options.progress(size)
-                digest = None if member.digest is None else hash_bytes(body)
-            elif member.digest is not None and member.size >= TRAILING_MIN_SIZE:
-                with TrailingDigest(fd) as trailing:
-                    self._write_big(fd, member, trailing.written)
-                    digest = self._checked(lambda: trailing.digest(member.size), member)
-            else:
-                self._write_big(fd, member)
-                digest = None if member.digest is None else self._checked(lambda: hash_fd(fd, member.size), member)
-            if member.digest is not None:
-                if digest != member.digest:
-                    raise StreamError(
-                        f"hash mismatch for {member.name!r}: stream says {hex_digest(member.digest)}, got {hex_digest(digest)}"
-                    )
-                self.stats.verified += 1
-            apply_fd_metadata(fd, member, options, landing)
-        finally:
-            os.close(fd)
+        if size <= SMALL_BODY:  # taken whole from the stream's buffer: one write, hashed in memory
+            body = self.reader.small_body(member)
+            write_all(fd, body)
+            self.stats.by_method[_RW] += size
+            if options.progress is not None:
+                options.progress(size)
+            digest = None if member.digest is None else hash_bytes(body)
+        elif member.digest is not None and member.size >= TRAILING_MIN_SIZE:
+            with TrailingDigest(fd) as trailing:
+                self._write_big(fd, member, trailing.written)
+                digest = self._checked(lambda: trailing.digest(member.size), member)
+        else:
+            self._write_big(fd, member)
+            digest = None if member.digest is None else self._checked(lambda: hash_fd(fd, member.size), member)
+        if member.digest is not None:
+            if digest != member.digest:
+                raise StreamError(
+                    f"hash mismatch for {member.name!r}: stream says {hex_digest(member.digest)}, got {hex_digest(digest)}"
+                )
+            self.stats.verified += 1
+        apply_fd_metadata(fd, member, options, landing)
         self.stats.files += 1
         self.stats.bytes += size
 
@@ -285,6 +289,7 @@ class _Unpacker:
         self.folders: dict[Parts, Member] = {}  # metadata to apply once their content is in
         self._last_parent: Parts = ()  # folders above the last claimed name, all known to be folders
         self._landing: tuple[Parts, Landing] | None = None  # of the last folder a file went to
+        self._unnamed: bool | None = None  # files are written as unnamed inodes; None: not tried yet
 
     def run(self, read: Iterable[Member] = ()) -> None:
         """Every member: those in ``read`` (already taken from the reader), then the rest."""
@@ -339,14 +344,35 @@ class _Unpacker:
             raise StreamError(f"{display(parts)!r} appears twice in the stream, as a {earlier} and as a {kind}")
 
     def _file(self, parts: Parts, member: Member) -> None:
+        """A new inode with no name (O_TMPFILE) takes the body and is linked into place once complete
+        and verified: a process killed even by SIGKILL leaves nothing. Where the filesystem cannot,
+        a temp name in the folder, renamed into place."""
         where, leaf = parts[:-1], parts[-1]
         parent = self.root.folder(where, create=True)
         if self._landing is None or self._landing[0] != where:
             st = os.fstat(parent)
             self._landing = (where, Landing.of(parent, st.st_dev, st.st_mode))
+        if self._unnamed is None:
+            self._unnamed = _can_name_unnamed(parent)
+        if self._unnamed:
+            try:
+                fd = open_unnamed(".", member.mode & 0o777, dir_fd=parent)
+            except UnnamedUnsupported:  # this filesystem cannot: named temp files from now on
+                self._unnamed = False
+            else:
+                try:
+                    self.files.fill(fd, member, self._landing[1])
+                    _link_into_place(fd, parent, leaf)
+                finally:
+                    os.close(fd)
+                return
         tmp = temp_name(leaf)
         try:  # what _Temporary does, inline: this runs for every file
-            self.files.receive(parent, tmp, member, self._landing[1])
+            fd = os.open(tmp, _NEW_FILE, member.mode & 0o777, dir_fd=parent)
+            try:
+                self.files.fill(fd, member, self._landing[1])
+            finally:
+                os.close(fd)
             os.rename(tmp, leaf, src_dir_fd=parent, dst_dir_fd=parent)
         except BaseException:
             _remove_temp(parent, tmp)
@@ -475,6 +501,41 @@ class _Temporary:
     def __exit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
         if exc_type is not None:
             _remove_temp(self.parent_fd, self.name)
+
+
+def _can_name_unnamed(folder_fd: int) -> bool:
+    """Whether an unnamed inode can be made and linked here: asked once per run, before any body is
+    written into one (a body read from the stream cannot be read again)."""
+    try:
+        fd = open_unnamed(".", 0o600, dir_fd=folder_fd)
+    except UnnamedUnsupported:
+        return False
+    try:
+        probe = temp_name("probe")
+        link_unnamed(fd, probe, dir_fd=folder_fd)
+        os.unlink(probe, dir_fd=folder_fd)
+        return True
+    except (UnnamedUnsupported, FileExistsError):
+        return False
+    finally:
+        os.close(fd)
+
+
+def _link_into_place(fd: int, parent_fd: int, leaf: str) -> None:
+    """Name the complete unnamed inode ``leaf``; an entry already there is replaced atomically."""
+    try:
+        try:
+            link_unnamed(fd, leaf, dir_fd=parent_fd)
+        except FileExistsError:
+            tmp = temp_name(leaf)
+            link_unnamed(fd, tmp, dir_fd=parent_fd)
+            try:
+                os.rename(tmp, leaf, src_dir_fd=parent_fd, dst_dir_fd=parent_fd)
+            except BaseException:
+                _remove_temp(parent_fd, tmp)
+                raise
+    except UnnamedUnsupported as exc:  # refused after the probe allowed it: this file fails
+        raise OSError(exc.errno, f"cannot link a received file into place: {os.strerror(exc.errno)}", leaf) from None
 
 
 def _remove_temp(parent_fd: int, name: str) -> None:
