@@ -60,6 +60,7 @@ _MAGICS = (POSIX_MAGIC, GNU_MAGIC)
 _USTAR_OUT = struct.Struct("100s48s8s1s100s8s32s32s16s155s12x")
 _OCTAL_NUMBERS = b"%07o\x00%07o\x00%07o\x00%011o\x00%011o\x00"
 _OCTAL_DEVICES = b"%07o\x00%07o\x00"
+_NO_DEVICE = _OCTAL_DEVICES % (0, 0)
 OCTAL8_LIMIT, OCTAL12_LIMIT = 8**7, 8**11  # what an 8- and a 12-byte octal field hold
 _BLANK_CHECKSUM = b" " * 8  # what the checksum field counts as while summing
 _BLANK_SUM = sum(_BLANK_CHECKSUM)
@@ -223,13 +224,21 @@ def encode_header(
 ) -> bytes:
     """One POSIX ustar block. Values that do not fit are the caller's to carry in pax records;
     here a long name is split at a '/' into prefix + name when possible, else cut."""
-    prefix, name = _split_name(name)
+    return ustar_block(name, typeflag, mode, uid, gid, size, mtime, linkname, uname, gname, devmajor, devminor)
+
+
+def ustar_block(name: bytes, typeflag: bytes, mode: int, uid: int, gid: int, size: int, mtime: int,
+                linkname: bytes, uname: bytes, gname: bytes, devmajor: int, devminor: int) -> bytes:
+    """encode_header with every value positional, for the writer: it runs for every entry sent."""
+    prefix, name = _split_name(name) if len(name) > 100 else (b"", name)
     if (0 <= mode < OCTAL8_LIMIT and 0 <= uid < OCTAL8_LIMIT and 0 <= gid < OCTAL8_LIMIT
             and 0 <= size < OCTAL12_LIMIT and 0 <= mtime < OCTAL12_LIMIT):
         numbers = _OCTAL_NUMBERS % (mode, uid, gid, size, mtime)
     else:
         numbers = b"".join(encode_number(value, width) for value, width in ((mode, 8), (uid, 8), (gid, 8), (size, 12), (mtime, 12)))
-    if 0 <= devmajor < OCTAL8_LIMIT and 0 <= devminor < OCTAL8_LIMIT:
+    if not (devmajor or devminor):  # anything but a device
+        devices = _NO_DEVICE
+    elif 0 <= devmajor < OCTAL8_LIMIT and 0 <= devminor < OCTAL8_LIMIT:
         devices = _OCTAL_DEVICES % (devmajor, devminor)
     else:
         devices = encode_number(devmajor, 8) + encode_number(devminor, 8)

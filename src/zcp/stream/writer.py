@@ -8,6 +8,7 @@ xxh3-128 travels in its pax header (docs/stream-format.md).
 
 from __future__ import annotations
 
+import binascii
 import grp
 import os
 import pwd
@@ -20,7 +21,7 @@ from typing import TypeVar
 
 from zcp.config import Method
 from zcp.errors import SourceChanged, describe
-from zcp.hashing import hash_bytes, hash_fd, hex_digest
+from zcp.hashing import hash_bytes, hash_fd
 from zcp.model import DEVICE_KINDS, DIR, FILE, SYMLINK, Entry, Kind
 from zcp.stream import pax
 from zcp.stream.transfer import body_methods, method_chain, move, write_all
@@ -215,9 +216,11 @@ class _Sender:
 
 
 def _archive_name(name: str, kind: Kind) -> bytes:
-    raw = os.fsencode(name)
-    if not raw or raw.startswith(b"/") or (b".." in raw and b".." in raw.split(b"/")) or b"\x00" in raw:
+    # Checked as str, where '/', '.' and NUL are what they are encoded: ``bytes in bytes`` first tries
+    # the needle as an int and builds (then drops) a TypeError, twice the cost of this whole check.
+    if not name or name.startswith("/") or (".." in name and ".." in name.split("/")) or "\x00" in name:
         raise ValueError(f"not a relative archive name: {name!r}")
+    raw = os.fsencode(name)
     return raw.rstrip(b"/") + b"/" if kind is DIR else raw
 
 
@@ -257,20 +260,19 @@ def _headers(
         mtime, atime = pax.format_ns_time(mtime_ns), pax.format_ns_time(atime_ns)
         records.append(pax.record(b"mtime", mtime) + pax.record(b"atime", atime))
     if digest is not None:
-        records.append(_HASH_RECORD % hex_digest(digest).encode())
-    header = pax.encode_header(
+        records.append(_HASH_RECORD % binascii.hexlify(digest))  # hex_digest() as bytes
+    header = pax.ustar_block(
         arcname,
         typeflag,
-        mode=mode,
-        uid=uid if uid < pax.OCTAL8_LIMIT else 0,
-        gid=gid if gid < pax.OCTAL8_LIMIT else 0,
-        size=size if size < pax.OCTAL12_LIMIT else 0,
-        mtime=max(0, min(mtime_ns // 1_000_000_000, pax.OCTAL12_LIMIT - 1)),
-        linkname=linkname,
-        uname=_user(uid),
-        gname=_group(gid),
-        devmajor=device[0],
-        devminor=device[1],
+        mode,
+        uid if uid < pax.OCTAL8_LIMIT else 0,
+        gid if gid < pax.OCTAL8_LIMIT else 0,
+        size if size < pax.OCTAL12_LIMIT else 0,
+        max(0, min(mtime_ns // 1_000_000_000, pax.OCTAL12_LIMIT - 1)),
+        linkname,
+        _user(uid),
+        _group(gid),
+        *device,
     )
     return pax.meta_header(b"././@PaxHeader", pax.PAX_EXTENDED, b"".join(records)) + header
 
