@@ -170,6 +170,13 @@ class LinkCandidate(NamedTuple):
     landing: Landing
 
 
+class Unchanged(NamedTuple):
+    """Files found up to date that the planner counted instead of planning one by one: nobody
+    looks at them (no -n, -vv); only the counters and the progress totals take them."""
+
+    count: int
+
+
 class Extra(NamedTuple):
     """A destination entry absent from the source: deleted after everything else (--delete)."""
 

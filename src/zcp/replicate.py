@@ -6,15 +6,15 @@ import os
 from collections.abc import Iterator
 
 from zcp.config import Config
-from zcp.exec.events import Sink, Stats
+from zcp.exec.events import Interest, Sink, Stats
 from zcp.exec.executor import Executor
 from zcp.exec.parallel import TreeRun
-from zcp.model import Action
+from zcp.model import Action, Unchanged
 from zcp.planner.operands import Operands, resolve
 from zcp.planner.plan import Planner
 
 
-def plan_actions(operands: Operands, planner: Planner) -> Iterator[Action]:
+def plan_actions(operands: Operands, planner: Planner) -> Iterator[Action | Unchanged]:
     """The run's actions in the order a run carries them out: the walk, then hard-link groups and
     deletions (--delete)."""
     for transfer in operands.transfers:
@@ -38,7 +38,7 @@ def replicate(sources: list[str], dest: str, config: Config, sink: Sink) -> Stat
         stats, planner = run.run(operands.transfers), run.planner
     else:
         executor = Executor(config, sink)
-        planner = Planner(config, executor.note_walk_error, sink.warned)
+        planner = Planner(config, executor.note_walk_error, sink.warned, count_unchanged=sink.interest < Interest.ALL)
         stats = executor.run(plan_actions(operands, planner))
     stats.delete_limited = planner.delete_limited
     return stats

@@ -8,6 +8,8 @@ import subprocess
 import sys
 import threading
 
+import pytest
+
 ZCP = [sys.executable, "-m", "zcp"]
 
 
@@ -88,8 +90,10 @@ def test_the_display_shows_totals_the_current_file_and_its_method():
     assert (task.completed, task.total) == (3 << 20, 4 << 20)
 
 
-def test_workers_send_their_counts_and_the_bars_reach_the_totals(tmp_path):
-    """With -j2 and no -i/-v, workers send tallies instead of entries; the bars still end full."""
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_workers_send_their_counts_and_the_bars_reach_the_totals(tmp_path, jobs):
+    """With no -i/-v, workers send tallies instead of entries, and a re-sync's up-to-date files come
+    as counts instead of actions; the bars still end full and the summary counts every file."""
     import io
 
     from rich.console import Console
@@ -106,15 +110,17 @@ def test_workers_send_their_counts_and_the_bars_reach_the_totals(tmp_path):
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(b"z" * (n % 5000))
         sizes[path] = n % 5000
-    sink = ProgressSink(Console(file=io.StringIO(), force_terminal=True), verbose=0, quiet=False)
-    assert sink.interest is Interest.TOTALS
-    with sink:
-        stats = replicate([f"{tmp_path}/src/"], str(tmp_path / "dst"),
-                          Config(recursive=True, preserve=Preserve.archive(), jobs=2), sink)
     entries = len(sizes) + len({p.parent for p in sizes}) + 1  # files, folders, the root
-    tally = sink.tally
-    assert stats.files == len(sizes)
-    assert (tally.files, tally.files_done) == (entries, entries)
-    assert (tally.bytes, tally.bytes_done) == (sum(sizes.values()),) * 2
-    task = sink.progress.tasks[0]
-    assert (task.completed, task.total) == (tally.bytes, tally.bytes)
+    config = Config(recursive=True, preserve=Preserve.archive(), jobs=jobs)
+    for run in ("copy", "re-sync"):
+        sink = ProgressSink(Console(file=io.StringIO(), force_terminal=True), verbose=0, quiet=False)
+        assert sink.interest is Interest.TOTALS
+        with sink:
+            stats = replicate([f"{tmp_path}/src/"], str(tmp_path / "dst"), config, sink)
+        tally = sink.tally
+        assert (tally.files, tally.files_done) == (entries, entries)
+        expected_bytes = sum(sizes.values()) if run == "copy" else 0
+        assert (stats.files, stats.skipped) == ((len(sizes), 0) if run == "copy" else (0, len(sizes)))
+        assert (tally.bytes, tally.bytes_done) == (expected_bytes,) * 2
+        task = sink.progress.tasks[0]
+        assert (task.completed, task.total) == (tally.bytes, tally.bytes)

@@ -6,11 +6,14 @@ import os
 import stat
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from zcp.config import Config, Method, Preserve, Reflink
+from zcp.config import Compare, Config, Method, Preserve, Reflink
 from zcp.errors import UsageError
-from zcp.model import Kind, Op
+from zcp.model import Entry, Kind, Landing, Op, Unchanged
 from zcp.planner.choose import choose_methods
+from zcp.planner.decide import Decider, unchanged_test
 from zcp.planner.operands import resolve
 from zcp.planner.plan import Planner
 
@@ -160,3 +163,56 @@ def test_kinds_come_from_lstat(tree):
 def test_method_choice(method, reflink, same_fs, expected):
     methods, reason = choose_methods(method, reflink, same_fs)
     assert methods == expected and reason
+
+
+_STAT_FIELDS = st.fixed_dictionaries({
+    "kind": st.sampled_from([stat.S_IFREG, stat.S_IFDIR, stat.S_IFLNK]),
+    "perms": st.sampled_from([0o644, 0o600, 0o4755]),
+    "size": st.sampled_from([0, 3, 4096]),
+    "mtime_ns": st.sampled_from([10**18, 10**18 + 1, 10**18 + 10**9]),
+    "uid": st.sampled_from([0, 1000]),
+    "gid": st.sampled_from([0, 1000]),
+    "nlink": st.sampled_from([1, 2]),
+})
+
+
+def _stat(f: dict) -> os.stat_result:
+    at = 10**18
+    return os.stat_result((f["kind"] | f["perms"], 7, 1, f["nlink"], f["uid"], f["gid"], f["size"],
+                           at // 10**9, f["mtime_ns"] // 10**9, 0, float(at // 10**9), f["mtime_ns"] / 1e9, 0.0,
+                           at, f["mtime_ns"], 0))
+
+
+@settings(max_examples=400, deadline=None)
+@given(src=_STAT_FIELDS, dst=_STAT_FIELDS, mode=st.booleans(), times=st.booleans(), owner=st.booleans(),
+       hard_links=st.booleans(), update=st.booleans(), is_root=st.booleans())
+def test_the_unchanged_test_on_lstat_results_says_what_the_decider_says(src, dst, mode, times, owner, hard_links,
+                                                                          update, is_root):
+    """The planner counts a file as unchanged from two lstat results alone, without the Entries, the
+    decision and the Action: exactly when the full decision is SKIP 'up to date' for a plain file."""
+    config = Config(recursive=True, update=update,
+                    preserve=Preserve(mode=mode, times=times, owner=owner, links=True, hard_links=hard_links))
+    unchanged = unchanged_test(config, is_root)
+    a, b = _stat(src), _stat(dst)
+    src_entry, dst_entry = Entry.from_stat("/s/f", a), Entry.from_stat("/d/f", b)
+    action = Decider(config, is_root).decide("f", src_entry, "/d/f", dst_entry, Landing(1, False, False))
+    plain = src_entry.kind is Kind.FILE and (src_entry.nlink == 1 or not hard_links)
+    assert unchanged(a, b) == (plain and action.op is Op.SKIP and action.reason == "up to date")
+
+
+@pytest.mark.parametrize("config", [Config(compare=Compare.CHECKSUM), Config(compare=Compare.SIZE_ONLY),
+                                    Config(ignore_existing=True)])
+def test_other_comparisons_are_never_counted_unchanged(config):
+    assert unchanged_test(config, is_root=True) is None
+
+
+def test_a_planner_that_counts_unchanged_files_plans_them_as_counts(tree):
+    st_a = os.stat("/src/a.txt")
+    tree.create_file("/dst/a.txt", contents="aaa")
+    os.utime("/dst/a.txt", ns=(st_a.st_atime_ns, st_a.st_mtime_ns))
+    os.chmod("/dst/a.txt", stat.S_IMODE(st_a.st_mode))
+    operands = resolve(["/src/"], "/dst", recursive=True, keep_links=True)
+    planner = Planner(ARCHIVE, lambda p, e: None, is_root=True, count_unchanged=True)
+    planned = [step for t in operands.transfers for step in planner.plan(t)]
+    assert Unchanged(1) in planned
+    assert "a.txt" not in {step.rel for step in planned if type(step) is not Unchanged}

@@ -64,6 +64,10 @@ class ProgressSink(TextSink):
         self.tally.planned(action)
         self._maybe_sync()
 
+    def unchanged(self, count: int) -> None:
+        self.tally.unchanged(count)
+        self._maybe_sync()
+
     def started(self, action: Action, method: Method | None) -> None:
         self.tally.started(action, method)
         self._maybe_sync()

@@ -78,6 +78,10 @@ class Tally:
             self.bytes += action.src.size
         self.files += 1
 
+    def unchanged(self, count: int) -> None:
+        self.files += count
+        self.files_done += count
+
     def started(self, action: Action, method: Method | None) -> None:
         self.moved = 0
         self.current = (action.rel or action.dst, method)
@@ -107,6 +111,9 @@ class Sink(Protocol):
     def planned(self, action: Action) -> None:
         """An action joined the plan: totals grow."""
 
+    def unchanged(self, count: int) -> None:
+        """Files up to date, only counted (a sink whose interest is below ALL sees no SKIP for them)."""
+
     def started(self, action: Action, method: Method | None) -> None: ...
 
     def advanced(self, nbytes: int) -> None:
@@ -126,6 +133,9 @@ class NullSink:
     interest = Interest.ALL
 
     def planned(self, action: Action) -> None:
+        pass
+
+    def unchanged(self, count: int) -> None:
         pass
 
     def started(self, action: Action, method: Method | None) -> None:

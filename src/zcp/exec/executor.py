@@ -16,7 +16,7 @@ from zcp.exec.filecopy import copy_bytes
 from zcp.exec.verify import SourceDigest, digest, read_back, source_ranges
 from zcp.exec.metadata import MetadataPolicy, current_umask, xattrs_differ
 from zcp.planner.decide import metadata_differences
-from zcp.model import DIR, SKIP, Action, Entry, Kind, Op
+from zcp.model import DIR, SKIP, Action, Entry, Kind, Op, Unchanged
 from zcp.syscalls import Capabilities
 
 # Below this size a file's bytes are counted when it is done, not chunk by chunk.
@@ -40,10 +40,13 @@ class Executor:
         self.touched: set[str] = set()
         self._no_tmpfile: set[int] = set()  # destination devices that refuse O_TMPFILE
 
-    def run(self, actions: Iterable[Action]) -> Stats:
+    def run(self, actions: Iterable[Action | Unchanged]) -> Stats:
         try:
             for action in actions:
-                self.handle(action)
+                if type(action) is Unchanged:
+                    self.unchanged(action.count)
+                else:
+                    self.handle(action)
         except BaseException:  # Ctrl-C, SIGTERM
             remove_live_temps()
             raise
@@ -62,6 +65,11 @@ class Executor:
             _HANDLERS[op](self, action)
         except (OSError, FileError) as exc:
             self._failed(action, exc)
+
+    def unchanged(self, count: int) -> None:
+        """Files the planner found up to date and only counted."""
+        self.stats.skipped += count
+        self.sink.unchanged(count)
 
     def take_folders(self) -> list[Action]:
         """The folders made or kept so far, in walk order, handed to whoever finishes them."""

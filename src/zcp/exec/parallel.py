@@ -30,7 +30,7 @@ from zcp.errors import Interrupted
 from zcp.exec.atomic import remove_live_temps, remove_temps_beneath
 from zcp.exec.events import Interest, NullSink, Sink, Stats, Tally
 from zcp.exec.executor import Executor
-from zcp.model import SKIP, Action, Folder
+from zcp.model import SKIP, Action, Folder, Unchanged
 from zcp.planner.operands import Transfer
 from zcp.planner.plan import Planner
 
@@ -61,6 +61,10 @@ class _Recorder(NullSink):
         self._sending = self._all or (self._changes and action.op is not SKIP)
         if self._sending:
             self.events.append(("planned", action))
+
+    def unchanged(self, count: int) -> None:
+        if self.tally is not None:
+            self.tally.unchanged(count)
 
     def started(self, action: Action, method) -> None:
         if self.tally is not None:
@@ -106,7 +110,8 @@ class _TaskRunner:
     def __init__(self, config: Config, is_root: bool, interest: Interest):
         self.recorder = _Recorder(interest)
         self.executor = Executor(config, self.recorder, is_root=is_root)
-        self.planner = Planner(config, self.executor.note_walk_error, self.recorder.warned, is_root=is_root)
+        self.planner = Planner(config, self.executor.note_walk_error, self.recorder.warned, is_root=is_root,
+                               count_unchanged=interest < Interest.ALL)
 
     def run(self, folder: Folder, stop: Callable[[int], bool], split: int) -> _Result:
         """Plan and carry out the folder until done or until ``stop()``; the rest comes back in pieces."""
@@ -120,6 +125,8 @@ class _TaskRunner:
             kind = type(item)
             if kind is Action:
                 executor.handle(item)
+            elif kind is Unchanged:
+                executor.unchanged(item.count)
             elif kind is Folder:  # the rest of a listing, for whoever is free
                 events.append(("folder", len(pending)))
                 pending.append(item)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from stat import S_ISREG
 
 from zcp.config import Compare, Config, Preserve
 from zcp.model import ATTRS, COPY, DIR, FILE, SKIP, SPECIAL_KINDS, SYMLINK, UPDATE, Action, Entry, Landing, Op
@@ -112,3 +115,22 @@ def metadata_differences(src: Entry, dst: Entry, preserve: Preserve, is_root: bo
         if src.gid != dst.gid:
             differ.append("group")
     return differ
+
+
+def unchanged_test(config: Config, is_root: bool) -> Callable[[os.stat_result, os.stat_result], bool] | None:
+    """For a quick-check run, a test on two lstat results that says what ``Decider.decide`` would
+    say without building anything: a plain source file (one link, or links not kept) whose
+    destination is a file of the same size, mtime and preserved attributes is skipped as up to date.
+    None where other rules decide (--checksum, --size-only, --ignore-existing)."""
+    if config.compare is not Compare.QUICK or config.ignore_existing:
+        return None
+    preserve = config.preserve
+    same_mode, same_owner, links_apart = preserve.mode, preserve.owner and is_root, preserve.hard_links
+
+    def unchanged(src: os.stat_result, dst: os.stat_result) -> bool:
+        return (src.st_size == dst.st_size and src.st_mtime_ns == dst.st_mtime_ns and S_ISREG(src.st_mode)
+                and (src.st_mode == dst.st_mode if same_mode else S_ISREG(dst.st_mode))
+                and (src.st_nlink == 1 or not links_apart)
+                and (not same_owner or (src.st_uid == dst.st_uid and src.st_gid == dst.st_gid)))
+
+    return unchanged

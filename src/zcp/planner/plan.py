@@ -7,8 +7,9 @@ from collections.abc import Callable, Generator, Iterator
 from dataclasses import replace
 
 from zcp.config import Compare, Config
-from zcp.model import COPYING_OPS, DIR, FILE, SYMLINK, Action, Entry, Extra, Folder, Kind, Landing, LinkCandidate, Op
-from zcp.planner.decide import Decider
+from zcp.model import (COPYING_OPS, DIR, FILE, SYMLINK, Action, Entry, Extra, Folder, Kind, Landing, LinkCandidate,
+                       Op, Unchanged)
+from zcp.planner.decide import Decider, unchanged_test
 from zcp.planner.operands import Transfer
 from zcp.planner.walk import OnError, join_rel, list_names
 
@@ -35,16 +36,17 @@ class Planner:
     """
 
     def __init__(self, config: Config, on_error: OnError, on_warning: Callable[[str], None] = lambda m: None,
-                 is_root: bool | None = None, lstat: Callable[[str], Entry | None] = _lstat,
-                 same_content: Callable[[str, str], bool] = _same_content):
+                 is_root: bool | None = None, count_unchanged: bool = False):
+        """``count_unchanged``: up-to-date files come out as Unchanged counts, not as SKIP actions."""
         self.config = config
         self.excluder = config.filters or None
-        self.decider = Decider(config, os.geteuid() == 0 if is_root is None else is_root)
+        root = os.geteuid() == 0 if is_root is None else is_root
+        self.decider = Decider(config, root)
+        self._unchanged = unchanged_test(config, root) if count_unchanged else None
         self._checksum = config.compare is Compare.CHECKSUM
-        self._lstat = lstat
-        self._same_content = same_content
         self._on_error = on_error
         self._on_warning = on_warning
+        self.unchanged = 0  # counted since the last Unchanged went out
         self.read_errors = 0  # entries that could not be read (not those that vanished)
         self._extras: list[Action] = []  # destination entries not in the source
         self._links: list[LinkCandidate] = []  # files with other hard links, in walk order
@@ -57,13 +59,13 @@ class Planner:
             self.read_errors += 1
         self._on_error(path, exc)
 
-    def plan(self, transfer: Transfer) -> Iterator[Action]:
+    def plan(self, transfer: Transfer) -> Iterator[Action | Unchanged]:
         """Every action of one transfer in walk order (-n, -j1); hard-link candidates and --delete
         extras are kept for later()."""
         for item in self.plan_root(transfer):
             if type(item) is Folder:
                 for step in self.plan_tree(item):
-                    if type(step) is Action:
+                    if type(step) in _CARRIED_OUT:
                         yield step
                     else:
                         self.keep(step)
@@ -73,20 +75,20 @@ class Planner:
     def plan_root(self, transfer: Transfer) -> Iterator[Action | Folder]:
         """The transfer's root entry, and the root as a Folder when it is one."""
         src, dst_root = transfer.src, transfer.dst
-        existing = self._lstat(dst_root)
+        existing = _lstat(dst_root)
         landing = self._parent_of(dst_root)
         yield self._decide("", src, dst_root, existing, landing)
         if src.kind is Kind.DIR:
             yield _folder("", src, dst_root.rstrip("/") or "/", existing, landing)
 
     def plan_tree(self, root: Folder, stop: Callable[[int], bool] | None = None,
-                  split: int = 1) -> Iterator[Action | Folder | LinkCandidate | Extra]:
-        """Everything beneath ``root`` in walk order, folders before their contents: Actions, and what
-        must wait for the end of the walk. ``stop(work)`` is asked whenever STOP_CHECK more units of
-        work have been planned (an action is one, a copy one more per MiB), with the units so far;
-        once it says so, the rest of each listing still open comes out as Folders with those names
-        (in up to ``split`` pieces, so that several processes can share it), innermost first, and
-        the walk ends."""
+                  split: int = 1) -> Iterator[Action | Unchanged | Folder | LinkCandidate | Extra]:
+        """Everything beneath ``root`` in walk order, folders before their contents: Actions (and
+        Unchanged counts), and what must wait for the end of the walk. ``stop(work)`` is asked
+        whenever STOP_CHECK more units of work have been planned (an entry is one, a copy one more
+        per MiB), with the units so far; once it says so, the rest of each listing still open comes
+        out as Folders with those names (in up to ``split`` pieces, so that several processes can
+        share it), innermost first, and the walk ends."""
         stack = [_Frame(root, (yield from self._listing(root)))]
         done = 0
         check_at = STOP_CHECK
@@ -98,22 +100,31 @@ class Planner:
                 if stop is not None and done >= check_at:
                     check_at = done + STOP_CHECK
                     if stop(done):
+                        yield from self._counted()
                         yield from _rest_of(stack, split)
                         return
                 name = names[frame.position]
                 frame.position += 1
+                done += 1
                 for item in self._plan_entry(folder, places, name):
                     kind = type(item)
                     if kind is Folder:
                         below = item
                         continue
-                    if kind is Action:
-                        done += 1 + (item.src.size >> 20) if item.op in COPYING_OPS else 1
+                    if kind is Action and item.op in COPYING_OPS:
+                        done += item.src.size >> 20
                     yield item
+            yield from self._counted()
             if below is None:
                 stack.pop()
             else:
                 stack.append(_Frame(below, (yield from self._listing(below))))
+
+    def _counted(self) -> Iterator[Unchanged]:
+        """The up-to-date files counted since the last time, if any."""
+        if self.unchanged:
+            count, self.unchanged = self.unchanged, 0
+            yield Unchanged(count)
 
     def _listing(self, folder: Folder) -> Generator[Extra, None, list[str]]:
         """Yields the folder's --delete extras; returns the names to plan in it."""
@@ -128,28 +139,39 @@ class Planner:
 
     def _plan_entry(self, folder: Folder, places: tuple[str, str, str], name: str) -> tuple:
         """One entry of a folder: its action(s), then for a folder the Folder to descend into; or a
-        hard-link candidate. ``places``: the prefixes of the folder's rel, source and destination."""
+        hard-link candidate; or nothing when it is only counted as unchanged. ``places``: the
+        prefixes of the folder's rel, source and destination."""
         rel_prefix, src_prefix, dst_prefix = places
         path = src_prefix + name
+        dst = dst_prefix + name
         try:
-            entry = Entry.from_stat(path, os.lstat(path))
-        except OSError as exc:  # vanished since the listing, or unreadable
+            st = os.lstat(path)
+            if folder.new:
+                dst_st = None
+            else:
+                try:
+                    dst_st = os.lstat(dst)
+                except FileNotFoundError:
+                    dst_st = None
+        except OSError as exc:  # vanished since the listing, unreadable, or an unreadable destination
             self.on_error(path, exc)
             return ()
+        if dst_st is not None and self._unchanged is not None and self._unchanged(st, dst_st):
+            self.unchanged += 1  # most of a re-sync: no Entry, no Action
+            return ()
+        entry = Entry.from_stat(path, st)
         rel = rel_prefix + name
-        dst = dst_prefix + name
         landing = folder.landing
         kind = entry.kind
         if folder.new and kind is FILE and entry.nlink == 1:  # most of a first copy: decided at once
             return (self.decider.new_file(rel, entry, dst, landing),)
-        existing = action = None
+        existing = None if dst_st is None else Entry.from_stat(dst, dst_st)
+        action = None
         try:
-            if not folder.new:
-                existing = self._lstat(dst)
             if entry.nlink > 1 and kind is FILE and self.config.preserve.hard_links:
                 return (LinkCandidate(rel, entry, dst, existing, landing),)
             action = self._decide(rel, entry, dst, existing, landing)
-        except OSError as exc:  # an unreadable destination entry, a symlink that vanished
+        except OSError as exc:  # a symlink that vanished
             self.on_error(path, exc)
         items = () if action is None else self._clear_the_way(action)
         if kind is DIR:
@@ -219,7 +241,7 @@ class Planner:
             if self.excluder and not self.config.delete_excluded and self.excluder.excluded(child, is_dir):
                 continue  # excluded entries are protected unless --delete-excluded
             path = os.path.join(folder.dst, name)
-            yield Extra(Action(Op.DELETE, child, path, existing=self._lstat(path), reason="not in the source"))
+            yield Extra(Action(Op.DELETE, child, path, existing=_lstat(path), reason="not in the source"))
 
     def _decide(self, rel: str, src: Entry, dst: str, existing: Entry | None, folder: Landing) -> Action:
         target = existing_target = same = None
@@ -229,7 +251,7 @@ class Planner:
                 existing_target = os.readlink(dst)
         elif (self._checksum and src.kind is FILE and existing is not None and existing.kind is FILE
               and existing.size == src.size):
-            same = self._same_content(src.path, dst)
+            same = _same_content(src.path, dst)
         return self.decider.decide(rel, src, dst, existing, folder, target, existing_target, same)
 
     @staticmethod
@@ -242,6 +264,7 @@ class Planner:
         return Landing.of(parent, st.st_dev, st.st_mode)
 
 
+_CARRIED_OUT = frozenset({Action, Unchanged})  # what plan() passes on; the rest waits for later()
 STOP_CHECK = 32  # units of work between two questions to plan_tree's stop(): a big file asks at once
 _REPLACING = frozenset({Op.COPY, Op.UPDATE, Op.SYMLINK, Op.HARDLINK, Op.SPECIAL})
 
