@@ -1,9 +1,9 @@
 """The only place that calls FICLONE, copy_file_range, sendfile, splice and SEEK_DATA/SEEK_HOLE."""
 
+from zcp.config import Method
 from zcp.syscalls.caps import Capabilities
 from zcp.syscalls.fdkind import FdKind, classify
 from zcp.syscalls.loops import (
-    COPIERS,
     Copier,
     Progress,
     copy_file_range,
@@ -16,6 +16,15 @@ from zcp.syscalls.loops import (
     wait_ready,
 )
 from zcp.syscalls.sparse import copy_file_data, data_segments
+from zcp.syscalls.split import copy_file_range_split
+
+# The loop that copies a file's bytes for each method (reflink copies none: it shares extents).
+COPIERS: dict[Method, Copier] = {
+    Method.COPY_FILE_RANGE: copy_file_range_split,
+    Method.SENDFILE: sendfile,
+    Method.SPLICE: splice,
+    Method.RW: read_write,
+}
 
 __all__ = [
     "COPIERS",

@@ -125,14 +125,6 @@ def read_write(
                   src_fd, dst_fd, length, src_off, dst_off, progress, len(buffer))
 
 
-COPIERS: dict[Method, Copier] = {
-    Method.COPY_FILE_RANGE: copy_file_range,
-    Method.SENDFILE: sendfile,
-    Method.SPLICE: splice,
-    Method.RW: read_write,
-}
-
-
 def _sendfile_at(src_fd: int, dst_fd: int, count: int, src_pos: int | None, _dst_pos: int | None) -> int:
     return os.sendfile(dst_fd, src_fd, src_pos, count)  # at the output's own position
 

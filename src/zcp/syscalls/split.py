@@ -1,0 +1,95 @@
+"""copy_file_range of one large range from two threads at once, each taking half.
+
+One thread copying a 1 GiB file on tmpfs leaves the other core idle; two copying halves at their
+own offsets finish in about 0.6 of the time here (the syscall releases the GIL, and the kernel
+copies both halves side by side). Not on a spinning disk, where two streams mean seeks.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import threading
+
+from zcp.errors import Unsupported
+from zcp.syscalls.loops import Progress, copy_file_range
+
+SPLIT_MIN = 64 << 20  # below this a second thread costs more than it saves
+FIRST = 1 << 20  # copied alone first: proves the pair takes copy_file_range before anything is split
+HELPER_CALL = 64 << 20  # the helper's calls: how soon it sees that it must stop
+SYSFS_DEVICES = "/sys/dev/block"
+
+
+def copy_file_range_split(src_fd: int, dst_fd: int, length: int | None, src_off: int | None,
+                          dst_off: int | None, progress: Progress | None = None) -> int:
+    """``copy_file_range`` (same contract: exact length, Unsupported only while nothing is written),
+    in two halves on two threads for a large positional range between two non-rotating devices."""
+    if (length is None or src_off is None or dst_off is None or length < SPLIT_MIN
+            or not _two_cpus() or _spinning(os.fstat(src_fd).st_dev) or _spinning(os.fstat(dst_fd).st_dev)):
+        return copy_file_range(src_fd, dst_fd, length, src_off, dst_off, progress)
+    first = copy_file_range(src_fd, dst_fd, FIRST, src_off, dst_off, progress)
+    half = (length - first) // 2 & ~(FIRST - 1)  # the helper's half starts page- and block-aligned
+    helper = _Helper(src_fd, dst_fd, length - first - half, src_off + first + half, dst_off + first + half)
+    helper.start()
+    try:
+        first += copy_file_range(src_fd, dst_fd, half, src_off + first, dst_off + first, progress)
+        helper.join()
+    finally:
+        # Ended before the caller may close the fds, whatever happened here: a closed fd number can
+        # be reused at once, and the helper would write into whatever file took it.
+        helper.stop()
+    moved = helper.result()
+    if progress is not None:
+        progress(moved)
+    return first + moved
+
+
+class _Helper(threading.Thread):
+    """Copies the second half in HELPER_CALL pieces, until done or told to stop."""
+
+    def __init__(self, src_fd: int, dst_fd: int, length: int, src_off: int, dst_off: int):
+        super().__init__(name="zcp-copy-half", daemon=True)
+        self._fds_and_offsets = (src_fd, dst_fd, src_off, dst_off)
+        self._length = length
+        self._halt = threading.Event()
+        self._done = 0
+        self._error: BaseException | None = None
+
+    def run(self) -> None:
+        src_fd, dst_fd, src_off, dst_off = self._fds_and_offsets
+        try:
+            while self._done < self._length and not self._halt.is_set():
+                count = min(HELPER_CALL, self._length - self._done)
+                self._done += copy_file_range(src_fd, dst_fd, count, src_off + self._done, dst_off + self._done)
+        except Unsupported as exc:  # the first MiB went through: the destination is written already
+            self._error = OSError(exc.errno, f"{exc}: after the first MiB was copied")
+        except BaseException as exc:  # handed to the caller's thread
+            self._error = exc
+
+    def stop(self) -> None:
+        """Stop after the current piece (if still going: the other half failed) and wait for it."""
+        self._halt.set()
+        self.join()
+
+    def result(self) -> int:
+        if self._error is not None:
+            raise self._error
+        return self._done
+
+
+@functools.cache
+def _two_cpus() -> bool:
+    return len(os.sched_getaffinity(0)) > 1
+
+
+@functools.cache
+def _spinning(dev: int) -> bool:
+    """A rotating disk (sysfs says so for the device or the disk a partition is on)."""
+    base = f"{SYSFS_DEVICES}/{os.major(dev)}:{os.minor(dev)}"
+    for path in (f"{base}/queue/rotational", f"{base}/../queue/rotational"):
+        try:
+            with open(path) as f:
+                return f.read().strip() == "1"
+        except OSError:
+            continue
+    return False  # tmpfs, overlay, NFS: nothing spins here
