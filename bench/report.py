@@ -179,8 +179,9 @@ def zero_copy_verdicts(methods: list[MethodResult]) -> list[str]:
         speedup = rw.median / o.median
         cpu_claim = "meets" if saving >= CLAIM_CPU_SAVING else "does not meet"
         speed_claim = "meets" if speedup >= CLAIM_SPEEDUP else "does not meet"
+        cpu = f"{saving:.0%} less" if saving >= 0 else f"{-saving:.0%} more"
         lines.append(
-            f"{o.tool.label}: {saving:.0%} less CPU per byte than rw ({cpu_claim} the 30–50% claim), "
+            f"{o.tool.label}: {cpu} CPU per byte than rw ({cpu_claim} the 30–50% claim), "
             f"{speedup:.2f}× its throughput ({speed_claim} the ~2× claim)."
         )
     return lines

@@ -62,3 +62,16 @@ def test_quick_run_prints_checked_tables(tmp_path):
 
     methods = [row[0] for row in markdown_rows(markdown.read_text(), "| method | fs |")]
     assert {"copy_file_range", "sendfile", "splice", "rw"} <= set(methods)
+
+
+def test_zero_copy_verdicts_say_more_or_less_cpu_as_measured(monkeypatch):
+    monkeypatch.syspath_prepend(str(REPO))
+    from bench.measure import Outcome, Sample, Tool
+    from bench.report import MethodResult, zero_copy_verdicts
+
+    def result(label: str, cpu: float) -> MethodResult:
+        return MethodResult(Outcome(Tool(label, ["true"]), [Sample(wall=1.0, cpu=cpu)]), "tmpfs")
+
+    lines = zero_copy_verdicts([result("rw", 1.0), result("splice", 0.6), result("sendfile", 1.2)])
+    assert lines[0].startswith("splice: 40% less CPU per byte than rw (meets")
+    assert lines[1].startswith("sendfile: 20% more CPU per byte than rw (does not meet")
