@@ -298,11 +298,15 @@ def test_archive_run_with_a_fault_still_sets_folder_metadata(monkeypatch, pair):
 
 
 def test_a_refused_link_of_an_unnamed_file_falls_back_to_a_named_temp(tmp_path, monkeypatch):
-    """O_TMPFILE needs linkat() of /proc/self/fd/N; where that is refused the file is written again,
-    under a temp name, and the device is not asked again."""
+    """O_TMPFILE needs linkat(), by fd or of /proc/self/fd/N; where both are refused the file is
+    written again, under a temp name, and the device is not asked again."""
     from zcp.config import Config, Preserve
+    from zcp.exec import atomic
     from zcp.exec.events import RecordingSink
     from zcp.replicate import replicate
+
+    monkeypatch.setattr(atomic, "_by_fd", None)
+    monkeypatch.setattr(atomic, "_link_by_fd", lambda fd, name, dir_fd: errno.EPERM)
 
     src = tmp_path / "src"
     src.mkdir()

@@ -13,7 +13,7 @@ import fnmatch
 import itertools
 import os
 from collections.abc import Callable
-from typing import TypeVar
+from typing import NoReturn, TypeVar
 
 TEMP_SUFFIX = ".zcp"
 _counter = itertools.count()
@@ -83,9 +83,16 @@ _ROOT_FD = os.open("/", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
 # O_TMPFILE is refused by filesystems that lack it (EOPNOTSUPP), or by old kernels (EISDIR, EINVAL).
 _NO_TMPFILE = frozenset({errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL})
 _PROC_FD = os.path.isdir("/proc/self/fd")
-# linkat() of /proc/self/fd/N, the only way to give an unnamed inode a name, refused (an LSM, a
-# restricted /proc, a filesystem that cannot).
+# linkat() of an unnamed inode, by fd or through /proc/self/fd/N, refused (an LSM, a restricted
+# /proc, a filesystem that cannot).
 _CANNOT_NAME = frozenset({errno.ENOENT, errno.EPERM, errno.EACCES, errno.EXDEV, errno.EOPNOTSUPP, errno.ELOOP})
+# linkat with AT_EMPTY_PATH names the inode from its fd, without looking up a /proc path (1.5 µs of
+# 9.5 per file created and named on tmpfs). The kernel allows it with CAP_DAC_READ_SEARCH, and from
+# Linux 6.10 for a file opened with the caller's credentials; elsewhere it says ENOENT (or EPERM).
+_AT_EMPTY_PATH, _AT_FDCWD = 0x1000, -100
+_BY_FD_REFUSED = frozenset({errno.ENOENT, errno.EPERM, errno.EINVAL})
+_by_fd: bool | None = None  # whether linkat by fd works here; None: not tried yet
+_linkat: tuple[Callable[..., int], Callable[[], int]] | None = None  # libc's linkat, ctypes.get_errno
 
 
 class Pending:
@@ -155,14 +162,43 @@ def open_unnamed(folder: str, mode: int, dir_fd: int | None = None) -> int:
 def link_unnamed(fd: int, name: str, dir_fd: int | None = None) -> None:
     """Give the unnamed inode open as ``fd`` the name ``name``: FileExistsError if it is taken,
     UnnamedUnsupported if linkat is refused here (a restricted /proc, an LSM)."""
+    global _by_fd
+    if _by_fd is not False:
+        err = _link_by_fd(fd, name, dir_fd)
+        if not err:
+            _by_fd = True
+            return
+        if _by_fd is None and err in _BY_FD_REFUSED:
+            _by_fd = False  # not for us on this kernel: the /proc path from now on
+        else:
+            _raise_link_error(OSError(err, os.strerror(err), name))
     try:
         os.link(f"/proc/self/fd/{fd}", name, src_dir_fd=_ROOT_FD, dst_dir_fd=dir_fd, follow_symlinks=True)
-    except FileExistsError:
-        raise
     except OSError as exc:
-        if exc.errno in _CANNOT_NAME:
-            raise UnnamedUnsupported(exc.errno) from exc
-        raise
+        _raise_link_error(exc)
+
+
+def _raise_link_error(exc: OSError) -> NoReturn:
+    if exc.errno == errno.EEXIST:
+        raise FileExistsError(exc.errno, exc.strerror, exc.filename)
+    if exc.errno in _CANNOT_NAME:
+        raise UnnamedUnsupported(exc.errno) from exc
+    raise exc
+
+
+def _link_by_fd(fd: int, name: str, dir_fd: int | None) -> int:
+    """linkat(fd, "", dir_fd, name, AT_EMPTY_PATH) through libc (os.link cannot pass an empty
+    path): 0, or the errno."""
+    global _linkat
+    if _linkat is None:
+        import ctypes  # only runs that name unnamed files pay for it
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        _linkat = (libc.linkat, ctypes.get_errno)
+    linkat, get_errno = _linkat
+    if linkat(fd, b"", _AT_FDCWD if dir_fd is None else dir_fd, os.fsencode(name), _AT_EMPTY_PATH) == 0:
+        return 0
+    return get_errno()
 
 
 def make_beside(target: str, make: Callable[[str], _T]) -> _T:
