@@ -27,12 +27,12 @@ def copy_file_range_split(src_fd: int, dst_fd: int, length: int | None, src_off:
     if (length is None or src_off is None or dst_off is None or length < SPLIT_MIN
             or not _two_cpus() or _spinning(os.fstat(src_fd).st_dev) or _spinning(os.fstat(dst_fd).st_dev)):
         return copy_file_range(src_fd, dst_fd, length, src_off, dst_off, progress)
-    first = copy_file_range(src_fd, dst_fd, FIRST, src_off, dst_off, progress)
-    half = (length - first) // 2 & ~(FIRST - 1)  # the helper's half starts page- and block-aligned
-    helper = _Helper(src_fd, dst_fd, length - first - half, src_off + first + half, dst_off + first + half)
+    done = copy_file_range(src_fd, dst_fd, FIRST, src_off, dst_off, progress)
+    half = (length - done) // 2 & ~(FIRST - 1)  # from an aligned start, the helper's half is aligned too
+    helper = _Helper(src_fd, dst_fd, length - done - half, src_off + done + half, dst_off + done + half)
     helper.start()
     try:
-        first += copy_file_range(src_fd, dst_fd, half, src_off + first, dst_off + first, progress)
+        done += copy_file_range(src_fd, dst_fd, half, src_off + done, dst_off + done, progress)
         helper.join()
     finally:
         # Ended before the caller may close the fds, whatever happened here: a closed fd number can
@@ -41,7 +41,7 @@ def copy_file_range_split(src_fd: int, dst_fd: int, length: int | None, src_off:
     moved = helper.result()
     if progress is not None:
         progress(moved)
-    return first + moved
+    return done + moved
 
 
 class _Helper(threading.Thread):
