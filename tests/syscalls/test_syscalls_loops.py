@@ -185,6 +185,21 @@ def test_short_counts_are_continued(fds, tmp_path, monkeypatch, method):
     assert max(moved) <= 1000
 
 
+@pytest.mark.parametrize("method", [Method.COPY_FILE_RANGE, Method.SENDFILE])
+def test_calls_are_cut_to_progress_size_only_when_someone_follows_the_progress(fds, tmp_path, monkeypatch, method):
+    """One call may copy a GiB; on a slow disk that is seconds without a progress report."""
+    monkeypatch.setattr(loops, "PROGRESS_CALL", 4096)
+    data = random_bytes(10 * 4096 + 5, seed=7)
+    src = fds.file("src", data, os.O_RDONLY)
+    calls = Faulty(monkeypatch, SYSCALL[method])
+    moved: list[int] = []
+    assert COPIERS[method](src, fds.file("followed"), len(data), 0, 0, moved.append) == len(data)
+    assert calls.calls == 11 and max(moved) == 4096
+    assert COPIERS[method](src, fds.file("unfollowed"), len(data), 0, 0) == len(data)
+    assert calls.calls == 12
+    assert (tmp_path / "followed").read_bytes() == (tmp_path / "unfollowed").read_bytes() == data
+
+
 @pytest.mark.parametrize("method,syscall", [(Method.SPLICE, "splice"), (Method.RW, "readv")])
 def test_short_counts_from_a_pipe_are_continued(fds, tmp_path, monkeypatch, method, syscall):
     data = random_bytes(50_001, seed=4)

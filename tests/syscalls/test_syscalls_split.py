@@ -11,7 +11,7 @@ import pytest
 from syscalls_support import fds, random_bytes  # noqa: F401 (fixtures)
 
 from zcp.errors import SourceChanged, Unsupported
-from zcp.syscalls import split
+from zcp.syscalls import loops, split
 
 pytestmark = pytest.mark.usefixtures("no_hang")
 
@@ -134,3 +134,14 @@ def test_spinning_is_what_sysfs_says_of_the_device_or_of_the_disk_of_a_partition
     assert spinning(os.makedev(8, 0)) and spinning(os.makedev(8, 1))
     assert not spinning(os.makedev(259, 0))
     assert not spinning(os.makedev(0, 42))  # no block device at all: tmpfs, NFS, overlay
+
+
+def test_progress_hears_of_both_halves_while_the_copy_runs(fds, monkeypatch):
+    """The main thread's calls are cut to progress size; as each returns, it reports the helper's
+    bytes too, so the total moves on before the end."""
+    monkeypatch.setattr(loops, "PROGRESS_CALL", MiB)
+    src, dst = fds.file("src", random_bytes(SIZE), os.O_RDONLY), fds.file("dst")
+    moved: list[int] = []
+    assert split.copy_file_range_split(src, dst, SIZE, 0, 0, moved.append) == SIZE
+    assert sum(moved) == SIZE and min(moved) >= 0
+    assert len(moved) >= 5  # the first MiB, four MiB of the main half, what the helper has left

@@ -28,9 +28,11 @@ Copier = Callable[[int, int, int | None, int | None, int | None, Progress | None
 # writer(bytes of the chunk already sent, destination offset or None) -> bytes written
 _Writer = Callable[[int, int | None], int]
 
-# One call moves at most this much: glibc 2.41/2.42 mishandle larger counts, and it bounds the
-# time between progress reports.
+# One call moves at most this much: glibc 2.41/2.42 mishandle larger counts.
 MAX_CALL = 1 << 30
+# ... and this much when someone follows the progress: a slow disk takes seconds per GiB, and a
+# progress display that moves once per GiB looks stuck.
+PROGRESS_CALL = 64 << 20
 PIPE_SIZE = 1 << 20  # pipes we splice through, where the kernel lets us grow them
 RW_BUFFER = 1 << 20
 
@@ -144,8 +146,9 @@ def _run(
     """Drive a syscall that moves bytes from source to destination in one step (nothing in hand):
     ``move(src_fd, dst_fd, count, src_pos, dst_pos)``, called as is (no closure: once per file)."""
     done = 0
+    most = MAX_CALL if progress is None else PROGRESS_CALL
     while length is None or done < length:
-        count = MAX_CALL if length is None else min(MAX_CALL, length - done)
+        count = most if length is None else min(most, length - done)
         try:  # once per file for most files: the offsets are worked out here, not in calls
             moved = move(src_fd, dst_fd, count, None if src_off is None else src_off + done,
                          None if dst_off is None else dst_off + done)

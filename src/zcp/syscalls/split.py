@@ -31,8 +31,17 @@ def copy_file_range_split(src_fd: int, dst_fd: int, length: int | None, src_off:
     half = (length - done) // 2 & ~(FIRST - 1)  # from an aligned start, the helper's half is aligned too
     helper = _Helper(src_fd, dst_fd, length - done - half, src_off + done + half, dst_off + done + half)
     helper.start()
+    reported = 0  # of the helper's bytes: this thread reports them too, as its own calls return
+
+    def report(moved: int) -> None:
+        nonlocal reported
+        helper_done = helper.done
+        progress(moved + helper_done - reported)
+        reported = helper_done
+
     try:
-        done += copy_file_range(src_fd, dst_fd, half, src_off + done, dst_off + done, progress)
+        done += copy_file_range(src_fd, dst_fd, half, src_off + done, dst_off + done,
+                                None if progress is None else report)
         helper.join()
     finally:
         # Ended before the caller may close the fds, whatever happened here: a closed fd number can
@@ -40,7 +49,7 @@ def copy_file_range_split(src_fd: int, dst_fd: int, length: int | None, src_off:
         helper.stop()
     moved = helper.result()
     if progress is not None:
-        progress(moved)
+        progress(moved - reported)
     return done + moved
 
 
@@ -52,15 +61,15 @@ class _Helper(threading.Thread):
         self._fds_and_offsets = (src_fd, dst_fd, src_off, dst_off)
         self._length = length
         self._halt = threading.Event()
-        self._done = 0
+        self.done = 0  # bytes copied so far: written by this thread only
         self._error: BaseException | None = None
 
     def run(self) -> None:
         src_fd, dst_fd, src_off, dst_off = self._fds_and_offsets
         try:
-            while self._done < self._length and not self._halt.is_set():
-                count = min(HELPER_CALL, self._length - self._done)
-                self._done += copy_file_range(src_fd, dst_fd, count, src_off + self._done, dst_off + self._done)
+            while self.done < self._length and not self._halt.is_set():
+                count = min(HELPER_CALL, self._length - self.done)
+                self.done += copy_file_range(src_fd, dst_fd, count, src_off + self.done, dst_off + self.done)
         except Unsupported as exc:  # the first MiB went through: the destination is written already
             self._error = OSError(exc.errno, f"{exc}: after the first MiB was copied")
         except BaseException as exc:  # handed to the caller's thread
@@ -74,7 +83,7 @@ class _Helper(threading.Thread):
     def result(self) -> int:
         if self._error is not None:
             raise self._error
-        return self._done
+        return self.done
 
 
 @functools.cache
