@@ -23,20 +23,17 @@ import signal
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from zcp.config import Config
 from zcp.errors import Interrupted
 from zcp.exec.atomic import remove_live_temps, remove_temps_beneath
 from zcp.exec.events import Interest, NullSink, Sink, Stats, Tally
 from zcp.exec.executor import Executor
+from zcp.exec.forked import Channel, Child, readable
 from zcp.model import SKIP, Action, Folder, Unchanged
 from zcp.planner.operands import Transfer
 from zcp.planner.plan import Planner
 
-if TYPE_CHECKING:
-    from multiprocessing import Process
-    from multiprocessing.connection import Connection
 
 # Units of work (plan_tree's: an entry, or a MiB copied) the parent does itself before it forks
 # workers for the rest: a tree of a few hundred small files never forks, one of big files does.
@@ -137,13 +134,13 @@ class _TaskRunner:
                        recorder.tally)
 
 
-def _worker_main(conn: "Connection", config: Config, is_root: bool, interest: Interest, split: int,
-                 parent: int) -> None:
+def _worker_main(conn: Channel, config: Config, is_root: bool, interest: Interest, split: int,
+                 parent: int, prctl: Callable[..., int]) -> None:
     """Take tasks until told to stop (None). A task ends early when the parent writes again (it asks
     for a share of the work for an idle worker) or after REPORT_EVERY seconds."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides how to stop; files finish whole
     try:
-        _end_with(parent)
+        _end_with(parent, prctl)
         signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
         runner = _TaskRunner(config, is_root, interest)
         while (message := conn.recv()) is not None:
@@ -162,22 +159,23 @@ _STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
 _PR_SET_PDEATHSIG = 1
 
 
-def _end_with(parent: int) -> None:
+def _end_with(parent: int, prctl: Callable[..., int]) -> None:
     """SIGTERM this worker when the parent dies, however it dies (even SIGKILL): a worker's siblings
     hold the parent's ends of its pipe too, so it would never see end-of-file and would wait forever."""
-    import ctypes
-
-    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
     if os.getppid() != parent:  # it died before we asked
         raise Interrupted(signal.SIGTERM)
 
 
 @dataclass
 class _Worker:
-    process: "Process"
-    conn: "Connection"
+    process: Child
     task: tuple[int, Folder] | None = None  # sent, result not yet read
     asked: bool = False  # to share its task
+
+    @property
+    def conn(self) -> Channel:
+        return self.process.channel
 
 
 class TreeRun:
@@ -323,32 +321,27 @@ class TreeRun:
 
     def _fork(self) -> None:
         self._forked = True
-        import multiprocessing  # only runs with more than one task pay for it
+        import ctypes  # libc's prctl, found once here, where each worker would need it first thing
 
-        context = multiprocessing.get_context("fork")
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+
         # A stop signal between a fork and the bookkeeping would leave a worker that _stop() does not
         # know: signals wait until it is known (each worker unblocks them for itself).
         blocked = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
         try:
             for _ in range(self.jobs):
-                parent_end, child_end = context.Pipe()
-                process = context.Process(target=_worker_main, args=(child_end, self.config, self._is_root,
-                                                                      self._interest, self.jobs, os.getpid()),
-                                          daemon=True)
-                process.start()
-                child_end.close()
-                self._workers.append(_Worker(process, parent_end))
+                child = Child.start(_worker_main, self.config, self._is_root, self._interest, self.jobs,
+                                    os.getpid(), prctl)
+                self._workers.append(_Worker(child))
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
 
     def _collect(self) -> None:
         """Read the results that are ready (at least one, if any worker is busy)."""
-        from multiprocessing.connection import wait
-
         busy = {w.conn: w for w in self._workers if w.task is not None}
         if not busy:
             return
-        for conn in wait(list(busy)):
+        for conn in readable(list(busy)):
             worker = busy[conn]
             try:
                 task_id, result = conn.recv()
