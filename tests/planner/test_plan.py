@@ -216,3 +216,18 @@ def test_a_planner_that_counts_unchanged_files_plans_them_as_counts(tree):
     planned = [step for t in operands.transfers for step in planner.plan(t)]
     assert Unchanged(1) in planned
     assert "a.txt" not in {step.rel for step in planned if type(step) is not Unchanged}
+
+
+def test_unchanged_files_of_a_big_folder_are_passed_on_in_batches(fs):
+    """Progress totals grow during a long listing, not only when it ends."""
+    from zcp.planner import plan
+
+    count = 2 * plan.COUNT_BATCH + 7
+    for i in range(count):
+        for root in ("/src", "/dst"):
+            fs.create_file(f"{root}/f{i:04d}", contents="x")
+            os.utime(f"{root}/f{i:04d}", ns=(10**18, 10**18))
+    operands = resolve(["/src/"], "/dst", recursive=True, keep_links=True)
+    planner = Planner(ARCHIVE, lambda p, e: None, is_root=True, count_unchanged=True)
+    counts = [step.count for t in operands.transfers for step in planner.plan(t) if type(step) is Unchanged]
+    assert counts == [plan.COUNT_BATCH, plan.COUNT_BATCH, 7]

@@ -114,6 +114,8 @@ class Planner:
                     if kind is Action and item.op in COPYING_OPS:
                         done += item.src.size >> 20
                     yield item
+                if self.unchanged >= COUNT_BATCH:  # a big folder of them: the progress moves on
+                    yield from self._counted()
             yield from self._counted()
             if below is None:
                 stack.pop()
@@ -265,6 +267,7 @@ class Planner:
 
 
 _CARRIED_OUT = frozenset({Action, Unchanged})  # what plan() passes on; the rest waits for later()
+COUNT_BATCH = 256  # unchanged files counted before they are passed on, at the latest
 STOP_CHECK = 32  # units of work between two questions to plan_tree's stop(): a big file asks at once
 _REPLACING = frozenset({Op.COPY, Op.UPDATE, Op.SYMLINK, Op.HARDLINK, Op.SPECIAL})
 
