@@ -132,19 +132,6 @@ def tmpfs_dir(mounts):
     mounts.unmount(point)
 
 
-@pytest.fixture
-def sigio_ignored():
-    """As the CLI does at start-up: hashing may then take read leases and map big files."""
-    import signal
-
-    from zcp import hashing
-
-    previous = signal.getsignal(signal.SIGIO)
-    hashing.prepare_signals()
-    yield
-    signal.signal(signal.SIGIO, previous)
-
-
 HANG_LIMIT_S = 20
 
 

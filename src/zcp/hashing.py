@@ -1,10 +1,10 @@
-"""xxh3-128 digests of file contents, over mmap under a read lease or over positional reads.
+"""xxh3-128 digests of file contents, over positional reads.
 
-Touching a mapped page after another process truncated the file raises SIGBUS, which kills
-CPython. So a file is only mapped while we hold a read lease (F_SETLEASE F_RDLCK): the kernel then
-makes any writer or truncater wait in open()/truncate() until we let go. Between chunks we ask the
-kernel whether such a writer is waiting; if so we stop touching the map, let go and report
-SourceChanged. Whenever a lease cannot be had, the content is read with pread instead.
+Reads, not mmap: on the benchmark VM (Linux 6.18) hashing a hot 1 GiB file through 1 MiB preadv
+calls took 0.063 s on tmpfs, 0.049 s on ext4 and 0.048 s on xfs, against 0.126, 0.060 and 0.058 s
+through 32 MiB mmap windows. Mapping costs a page-table entry per page, set up and torn down again;
+a 1 MiB buffer stays in cache. Reads also leave nothing to SIGBUS when another process truncates
+the file: a short read says so, and the caller reports SourceChanged.
 
 A file this process is still writing (a stream body) is hashed by TrailingDigest: a thread reads
 back each part as soon as the writer says it has landed.
@@ -13,10 +13,7 @@ back each part as soon as the writer says it has landed.
 from __future__ import annotations
 
 import errno
-import fcntl
-import mmap
 import os
-import signal
 import stat
 import threading
 from collections.abc import Callable
@@ -31,30 +28,10 @@ DIGEST_SIZE = 16
 Progress = Callable[[int], None]  # called with the number of bytes just hashed
 _Sink = Callable[[memoryview], None]
 
-# Below this size reads beat mmap's fixed cost (lease, map, fault, unmap): measured on a hot ext4
-# page cache, mmap is 20% slower at 1 MiB and 1.6x faster at 2 MiB. (On tmpfs reads stay close.)
-MMAP_MIN_SIZE = 2 << 20
-# Each mapped window: large enough that mmap/munmap cost vanishes, small enough that progress
-# moves and that a waiting writer is noticed within milliseconds.
-MMAP_CHUNK = 32 << 20
 READ_CHUNK = 1 << 20
 UNKNOWN_SIZE_CHUNK = 64 << 10  # procfs files and pipes: small, or a pipe's capacity per read
 # TrailingDigest reads this much at a time, and wakes when this much more has been written.
 TRAILING_CHUNK = 1 << 20
-
-# F_SETLEASE errors that mean "no lease here" rather than a broken fd: the file is open for
-# writing somewhere (EAGAIN), we are neither its owner nor CAP_LEASE (EACCES, EPERM), or the
-# filesystem or /proc/sys/fs/leases-enable says no (EINVAL, ENOLCK).
-_NO_LEASE_ERRNOS = frozenset({errno.EAGAIN, errno.EACCES, errno.EPERM, errno.EINVAL, errno.ENOLCK})
-
-
-def prepare_signals() -> None:
-    """Ignore SIGIO, the lease-break signal, whose default action ends the process.
-
-    Call once from the main thread at start-up. Until SIGIO is ignored or handled, hash_fd takes
-    no lease and therefore never maps a file.
-    """
-    signal.signal(signal.SIGIO, signal.SIG_IGN)
 
 
 def hash_fd(fd: int, size: int | None = None, progress: Progress | None = None) -> bytes:
@@ -64,7 +41,7 @@ def hash_fd(fd: int, size: int | None = None, progress: Progress | None = None) 
     at the start (SourceChanged). Positional reads leave the fd's offset alone; a pipe or other
     unseekable fd is read from where it stands.
     """
-    if size is not None and size < min(READ_CHUNK, MMAP_MIN_SIZE):
+    if size is not None and size < READ_CHUNK:
         small = _hash_small(fd, size, progress)
         if small is not None:
             return small
@@ -168,24 +145,6 @@ def _feed(fd: int, size: int | None, sink: _Sink, progress: Progress | None) -> 
     """Pass the content of fd to ``sink`` in order; SourceChanged if ``size`` is given and not met."""
     st = os.fstat(fd)
     regular = stat.S_ISREG(st.st_mode)
-    expected = st.st_size if size is None else size
-    if regular and expected >= MMAP_MIN_SIZE:
-        # A lease belongs to an open file description: a private one, so that two threads hashing
-        # the same fd (--verify's digest beside a block delta) never release each other's lease.
-        private = os.open(f"/proc/self/fd/{fd}", os.O_RDONLY | os.O_CLOEXEC)
-        try:
-            if _take_lease(private):
-                try:
-                    # No writer can exist while we hold the lease, so this size is stable.
-                    length = os.fstat(private).st_size
-                    if size is not None and length != size:
-                        raise SourceChanged(f"size is {length} bytes, expected {size}")
-                    _feed_mapped(private, length, sink, progress)
-                finally:
-                    fcntl.fcntl(private, fcntl.F_SETLEASE, fcntl.F_UNLCK)
-                return
-        finally:
-            os.close(private)
     positional = regular or stat.S_ISBLK(st.st_mode)
     # Without a size, a regular file still may not read longer than its st_size said, or one that
     # keeps growing would never reach EOF. Shorter is fine: sysfs says 4096 for a few bytes.
@@ -195,36 +154,6 @@ def _feed(fd: int, size: int | None, sink: _Sink, progress: Progress | None) -> 
         raise SourceChanged(f"grew while it was hashed: expected {limit} bytes")
     if size is not None and done < size:
         raise SourceChanged(f"shrank while it was hashed: expected {size} bytes, read {done}")
-
-
-def _take_lease(fd: int) -> bool:
-    if signal.getsignal(signal.SIGIO) in (signal.SIG_DFL, None):
-        return False  # a lease break would deliver a deadly SIGIO
-    try:
-        fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_RDLCK)
-    except OSError as exc:
-        if exc.errno in _NO_LEASE_ERRNOS:
-            return False
-        raise
-    return True
-
-
-def _writer_waiting(fd: int) -> bool:
-    # While a lease break is pending, F_GETLEASE reports the type the lease must drop to.
-    return fcntl.fcntl(fd, fcntl.F_GETLEASE) != fcntl.F_RDLCK
-
-
-def _feed_mapped(fd: int, length: int, sink: _Sink, progress: Progress | None) -> None:
-    for start in range(0, length, MMAP_CHUNK):
-        if _writer_waiting(fd):
-            raise SourceChanged("opened for writing while it was hashed")
-        count = min(MMAP_CHUNK, length - start)
-        with mmap.mmap(fd, count, prot=mmap.PROT_READ, offset=start) as window:
-            window.madvise(mmap.MADV_SEQUENTIAL)
-            with memoryview(window) as view:  # released before the window is unmapped
-                sink(view)
-        if progress:
-            progress(count)
 
 
 def _feed_read(fd: int, limit: int | None, positional: bool, sink: _Sink, progress: Progress | None) -> int:

@@ -89,8 +89,8 @@ def _tamper_sparse(monkeypatch, tamper: Callable[[int], None], times: int | None
     return tamperer
 
 
-# as in the CLI: leases and mmap allowed; a loop that never ends fails, not stalls
-pytestmark = pytest.mark.usefixtures("sigio_ignored", "no_hang")
+# a loop that never ends fails, not stalls
+pytestmark = pytest.mark.usefixtures("no_hang")
 
 
 @pytest.fixture
@@ -257,7 +257,7 @@ CHANGES = {"touched": _touch, "rewritten": _rewrite_in_place, "appended": _appen
 
 
 # A small source is hashed after the copy and sees every change. The digest thread of a large one races
-# the change: it may see it (growth, or a writer breaking its lease) or not (then fstat does); either way
+# the change: it may see it (growth, a short read) or not (then fstat does); either way
 # the report must be the same.
 @pytest.mark.parametrize("size", [1000, 20 * MIB], ids=["small", "threaded"])
 @pytest.mark.parametrize("change", CHANGES.values(), ids=CHANGES.keys())
@@ -305,7 +305,7 @@ def test_source_rewritten_by_another_thread_during_the_copy(monkeypatch, folders
 
 def test_digest_thread_does_not_outlive_the_source_fd(monkeypatch, folders):
     """When the copy of a large file fails, the source digest thread must be done with the source fd
-    before the executor closes it (or a reused fd number would be hashed, leased and mapped)."""
+    before the executor closes it (or a reused fd number would be hashed)."""
     src, dst = folders
     _write(src / "f", 20 * MIB)
     source_inode = os.stat(src / "f").st_ino

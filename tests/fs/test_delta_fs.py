@@ -24,7 +24,6 @@ MIB = 1 << 20
 IN_KERNEL = (Method.COPY_FILE_RANGE, Method.SENDFILE, Method.RW)
 
 
-pytestmark = pytest.mark.usefixtures("sigio_ignored")  # as in the CLI: leases and mmap allowed
 
 
 def write_pair(src: Path, old: Path, size: int, change_at: int, change_len: int = MIB) -> None:

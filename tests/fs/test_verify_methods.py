@@ -37,7 +37,6 @@ def _cases() -> list:
     return [pytest.param(m, s, d, id=f"{m}-{s[:-4]}-{d[:-4]}") for m, s, d in cases]
 
 
-pytestmark = pytest.mark.usefixtures("sigio_ignored")  # as in the CLI: leases and mmap allowed
 
 
 @pytest.mark.parametrize("method, src_fs, dst_fs", _cases())

@@ -1,16 +1,11 @@
-"""hashing: digests against xxhash and xxhsum, mmap under a read lease, fallbacks, files changing under us."""
+"""hashing: digests against xxhash and xxhsum, procfs and pipes, files changing under us."""
 
 from __future__ import annotations
 
 import errno
-import fcntl
-import mmap
 import os
-import signal
 import subprocess
-import sys
 import threading
-import time
 
 import pytest
 import xxhash
@@ -23,35 +18,10 @@ CHUNK = 64 << 10
 SIZES = [0, 1, 4095, CHUNK - 1, CHUNK, CHUNK + 1, 3 * CHUNK + 7]
 
 
-pytestmark = pytest.mark.usefixtures("sigio_ignored")  # as in the CLI: leases and mmap allowed
-
-
 @pytest.fixture
 def small_chunks(monkeypatch):
     monkeypatch.setattr(hashing, "READ_CHUNK", CHUNK)
-    monkeypatch.setattr(hashing, "MMAP_CHUNK", CHUNK)
     monkeypatch.setattr(hashing, "UNKNOWN_SIZE_CHUNK", 4096)
-
-
-@pytest.fixture
-def maps(monkeypatch):
-    """The windows of files hashing maps (offset, length), recorded around the real mmap."""
-    calls: list[tuple[int, int]] = []
-    real = mmap.mmap
-
-    def recording(fd, length, *args, **kwargs):
-        if fd != -1:  # not an anonymous read buffer
-            calls.append((kwargs.get("offset", 0), length))
-        return real(fd, length, *args, **kwargs)
-
-    monkeypatch.setattr(hashing.mmap, "mmap", recording)
-    return calls
-
-
-@pytest.fixture(params=["mmap", "read"])
-def path_kind(request, monkeypatch, small_chunks):
-    monkeypatch.setattr(hashing, "MMAP_MIN_SIZE", 1 if request.param == "mmap" else 1 << 62)
-    return request.param
 
 
 def write_file(path, data: bytes) -> str:
@@ -64,7 +34,7 @@ def open_ro(path) -> int:
 
 
 @pytest.mark.parametrize("size", SIZES)
-def test_digest_matches_xxhash_on_both_paths(tmp_path, size, path_kind, maps):
+def test_digest_matches_xxhash(tmp_path, size, small_chunks):
     data = os.urandom(size)
     fd = open_ro(write_file(tmp_path / "f", data))
     try:
@@ -76,17 +46,6 @@ def test_digest_matches_xxhash_on_both_paths(tmp_path, size, path_kind, maps):
         assert sum(seen) == size
     finally:
         os.close(fd)
-    windows = [(offset, min(CHUNK, size - offset)) for offset in range(0, size, CHUNK)]
-    assert maps == (2 * windows if path_kind == "mmap" else [])
-
-
-def test_default_thresholds_map_big_files_only(tmp_path, maps):
-    small = os.urandom(hashing.MMAP_MIN_SIZE - 1)
-    big = os.urandom(hashing.MMAP_MIN_SIZE)
-    assert hashing.hash_path(write_file(tmp_path / "small", small)) == xxhash.xxh3_128_digest(small)
-    assert maps == []
-    assert hashing.hash_path(write_file(tmp_path / "big", big)) == xxhash.xxh3_128_digest(big)
-    assert maps == [(0, len(big))]
 
 
 def test_hex_digest_is_what_xxhsum_prints(tmp_path):
@@ -118,8 +77,7 @@ def test_sysfs_file_shorter_than_its_size_is_read_until_eof():
     assert hashing.hash_path(path) == xxhash.xxh3_128_digest(content)
 
 
-def test_a_file_that_keeps_growing_ends_in_source_changed(tmp_path, small_chunks, monkeypatch):
-    monkeypatch.setattr(hashing, "MMAP_MIN_SIZE", 1 << 62)
+def test_a_file_that_keeps_growing_ends_in_source_changed(tmp_path, small_chunks):
     path = write_file(tmp_path / "log", os.urandom(2 * CHUNK))
 
     def append(_done: int) -> None:
@@ -145,84 +103,7 @@ def test_pipe_is_read_until_eof(small_chunks):
         os.close(read_end)
 
 
-def test_no_lease_while_another_fd_writes_falls_back_to_reads(tmp_path, path_kind, maps):
-    data = os.urandom(3 * CHUNK)
-    path = write_file(tmp_path / "f", data)
-    writer = os.open(path, os.O_WRONLY)
-    fd = open_ro(path)
-    try:
-        with pytest.raises(BlockingIOError):  # the kernel refuses the lease: open for writing
-            fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_RDLCK)
-        assert hashing.hash_fd(fd, len(data)) == xxhash.xxh3_128_digest(data)
-    finally:
-        os.close(fd)
-        os.close(writer)
-    assert maps == []
-
-
-def test_no_lease_on_a_read_write_fd(tmp_path, path_kind, maps):
-    data = os.urandom(2 * CHUNK + 1)
-    fd = os.open(write_file(tmp_path / "f", data), os.O_RDWR)
-    try:
-        assert hashing.hash_fd(fd, len(data)) == xxhash.xxh3_128_digest(data)
-    finally:
-        os.close(fd)
-    assert maps == []
-
-
-def test_no_mmap_while_sigio_would_kill_us(tmp_path, path_kind, maps):
-    signal.signal(signal.SIGIO, signal.SIG_DFL)
-    data = os.urandom(2 * CHUNK)
-    assert hashing.hash_path(write_file(tmp_path / "f", data)) == xxhash.xxh3_128_digest(data)
-    assert maps == []
-
-
-def test_lease_is_released_after_hashing(tmp_path, path_kind):
-    path = write_file(tmp_path / "f", os.urandom(2 * CHUNK))
-    fd = open_ro(path)
-    try:
-        hashing.hash_fd(fd)
-        assert fcntl.fcntl(fd, fcntl.F_GETLEASE) == fcntl.F_UNLCK
-    finally:
-        os.close(fd)
-    os.truncate(path, 0)  # would wait lease-break-time (45 s) if a lease were left behind
-
-
-def test_truncation_by_another_process_during_mmap_hashing(tmp_path, small_chunks, monkeypatch, maps):
-    """truncate(2) waits on our lease; we notice it between windows, let go, and report SourceChanged.
-
-    (truncate(1) opens with O_NONBLOCK, so it would fail with EAGAIN instead of waiting.)
-    """
-    monkeypatch.setattr(hashing, "MMAP_MIN_SIZE", 1)
-    size = 8 * CHUNK
-    path = write_file(tmp_path / "f", os.urandom(size))
-    fd = open_ro(path)
-    started: list[subprocess.Popen] = []
-    truncate = "import os, sys; os.truncate(sys.argv[1], 0)"
-
-    def start_truncation_once(_done: int) -> None:
-        if started:
-            return
-        started.append(subprocess.Popen([sys.executable, "-c", truncate, path]))
-        deadline = time.monotonic() + 10
-        # The lease is held on a private fd of hash_fd's; the kernel shows its break in /proc/locks.
-        while "BREAKING" not in open("/proc/locks").read():  # until the break is pending
-            assert time.monotonic() < deadline, "truncate never reached our lease"
-            time.sleep(0.005)
-        assert started[0].poll() is None, "truncate must wait for our lease"
-
-    try:
-        with pytest.raises(SourceChanged, match="opened for writing"):
-            hashing.hash_fd(fd, size, start_truncation_once)
-        assert started[0].wait(timeout=10) == 0
-        assert os.stat(path).st_size == 0
-        assert 0 < len(maps) < size // CHUNK
-    finally:
-        os.close(fd)
-
-
-def test_truncation_during_read_hashing(tmp_path, small_chunks, monkeypatch):
-    monkeypatch.setattr(hashing, "MMAP_MIN_SIZE", 1 << 62)
+def test_truncation_during_hashing(tmp_path, small_chunks):
     truncate = need_tool("truncate")
     size = 4 * CHUNK
     path = write_file(tmp_path / "f", os.urandom(size))
@@ -238,7 +119,7 @@ def test_truncation_during_read_hashing(tmp_path, small_chunks, monkeypatch):
         os.close(fd)
 
 
-def test_growth_is_noticed_on_both_paths(tmp_path, path_kind):
+def test_growth_is_noticed(tmp_path, small_chunks):
     path = write_file(tmp_path / "f", os.urandom(2 * CHUNK))
     with open(path, "ab") as f:
         f.write(b"more")
@@ -250,8 +131,7 @@ def test_growth_is_noticed_on_both_paths(tmp_path, path_kind):
         os.close(fd)
 
 
-def test_hash_path_notices_a_rewrite_between_reads(tmp_path, small_chunks, monkeypatch):
-    monkeypatch.setattr(hashing, "MMAP_MIN_SIZE", 1 << 62)
+def test_hash_path_notices_a_rewrite_between_reads(tmp_path, small_chunks):
     path = write_file(tmp_path / "f", os.urandom(3 * CHUNK))
 
     def rewrite(_done: int) -> None:
@@ -282,7 +162,7 @@ def test_hash_path_refuses_folders_and_fifos_without_blocking(tmp_path):
 
 @pytest.mark.parametrize("block_size", [4096, 3000, CHUNK])
 @pytest.mark.parametrize("size", [0, 1, 4096, 3 * CHUNK, 3 * CHUNK + 17])
-def test_block_hashes(tmp_path, path_kind, block_size, size):
+def test_block_hashes(tmp_path, small_chunks, block_size, size):
     data = os.urandom(size)
     fd = open_ro(write_file(tmp_path / "f", data))
     try:
@@ -293,7 +173,7 @@ def test_block_hashes(tmp_path, path_kind, block_size, size):
     assert got == expected
 
 
-def test_block_hashes_reject_a_file_of_another_size(tmp_path, path_kind):
+def test_block_hashes_reject_a_file_of_another_size(tmp_path, small_chunks):
     fd = open_ro(write_file(tmp_path / "f", os.urandom(2 * CHUNK)))
     try:
         with pytest.raises(SourceChanged):
@@ -337,14 +217,9 @@ def test_read_back_digest_on_tmpfs_still_hashes_the_content(tmpfs_dir):
         os.close(fd)
 
 
-def test_two_threads_hashing_one_fd_each_hold_their_own_lease(tmp_path):
+def test_two_threads_hashing_one_fd_agree(tmp_path):
     """--verify hashes the source beside a block delta that hashes it too: one fd, two threads."""
-    import threading
-
-    from zcp import hashing
-
-    hashing.prepare_signals()
-    data = os.urandom(3 * hashing.MMAP_MIN_SIZE)
+    data = os.urandom(3 * hashing.READ_CHUNK + 5)
     path = tmp_path / "f"
     path.write_bytes(data)
     fd = os.open(path, os.O_RDONLY)

@@ -10,7 +10,6 @@ from zcp.cli.output import PlanPrinter, TextSink, summary_lines
 from zcp.config import Config
 from zcp.errors import describe
 from zcp.exec.events import Stats
-from zcp.hashing import prepare_signals
 from zcp.planner.itemize import itemize
 from zcp.planner.plan import Planner
 from zcp.replicate import plan_actions, replicate, resolve_operands
@@ -18,7 +17,6 @@ from zcp.replicate import plan_actions, replicate, resolve_operands
 
 def run_copy(sources: list[str], dest: str, config: Config) -> int:
     start = time.monotonic()
-    prepare_signals()  # lets --verify and --checksum hash big files over mmap
     items = _itemizer(config)
     if config.dry_run:
         return _dry_run(sources, dest, config, items)

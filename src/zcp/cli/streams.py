@@ -17,7 +17,6 @@ from dataclasses import dataclass, replace
 from zcp.cli.output import detach_stdout, human_bytes, printable
 from zcp.config import Compare, Config, Method, Reflink, StreamFormat
 from zcp.errors import BrokenPipe, ExitCode, FileError, SourceChanged, UsageError, ZcpError, describe, run_exit_code
-from zcp.hashing import prepare_signals
 from zcp.model import SPECIAL_KINDS, Entry, Kind
 from zcp.planner.operands import named, take_operand
 from zcp.planner.walk import join_rel, walk_tree
@@ -70,7 +69,6 @@ class _Root:
 
 
 def _send(sources: list[str], config: Config, stream_format: StreamFormat) -> int:
-    prepare_signals()  # lets hashing map big files
     _widen_pipe(STDOUT)
     try:
         if stream_format is StreamFormat.RAW:
@@ -193,7 +191,6 @@ def _receive(dest: str, config: Config, stream_format: StreamFormat) -> int:
     if stream_format is not StreamFormat.RAW and classify(STDIN)[0] is FdKind.TTY:
         raise UsageError("refusing to read a stream from a terminal: pipe or redirect one to stdin")
     start = time.monotonic()
-    prepare_signals()  # lets hashing map big received files
     _widen_pipe(STDIN)
     is_root = os.geteuid() == 0
     meter = _Meter(config, "receiving")

@@ -60,9 +60,6 @@ def hash_command(
         raise UsageError("-r does not go with -c: a list names each file")
     if quiet and not check:
         raise UsageError("--quiet only goes with -c")
-    from zcp.hashing import prepare_signals
-
-    prepare_signals()  # big files are hashed over mmap only when SIGIO cannot kill us
     with _Stdout() as out:
         return _check_lists(paths, quiet, out) if check else _hash_paths(paths, recursive, out)
 
@@ -76,10 +73,8 @@ def check_command(
     import json
 
     from zcp.cli.output import human_bytes, printable
-    from zcp.hashing import prepare_signals
     from zcp.treecheck import compare_trees, to_json
 
-    prepare_signals()
     hashed = 0
 
     def count(nbytes: int) -> None:
