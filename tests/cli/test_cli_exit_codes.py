@@ -56,3 +56,16 @@ def test_failure_outranks_vanishing(tmp_path, vanish_when_planned, capsys):
     result = call_zcp(capsys, "-r", f"{src}/", dst)
     assert result.code == ExitCode.PARTIAL
     assert len(result.err_lines) == 2 and all(line.startswith("zcp: ") for line in result.err_lines)
+
+
+def test_a_whole_run_step_failing_is_one_line_exit_11(tmp_path, monkeypatch, capsys):
+    """An OSError no finer handler takes (here: making the missing folder target) is not a traceback."""
+    (tmp_path / "f").write_bytes(b"x")
+
+    def refused(path, *args, **kwargs):
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), path)
+
+    monkeypatch.setattr(os, "mkdir", refused)
+    result = call_zcp(capsys, tmp_path / "f", f"{tmp_path}/out/")
+    assert result.code == ExitCode.FILE_IO
+    assert result.err.splitlines() == [f"zcp: {tmp_path}/out/: Permission denied"]

@@ -38,6 +38,10 @@ OPERAND_ERRORS = {
     "folder without -r": (["d", "out"], "-r"),
     "several sources onto a file": (["f", "g", "hl"], "not a folder"),
     "two sources, one name": (["f", "e/f", "out/"], "both"),
+    "folder contents onto a file": (["-a", "d/", "g"], "non-folder"),
+    "folder onto a file": (["-a", "d", "g"], "non-folder"),
+    "folder onto a device": (["-a", "d/", "/dev/null"], "non-folder"),
+    "file into a file given as a folder": (["f", "g/"], "not a folder"),
     "only one operand": (["f"], "destination"),
     "unknown option": (["--bogus", "f", "out"], "--bogus"),
     "unknown method": (["--method=teleport", "f", "out"], "teleport"),
@@ -145,3 +149,18 @@ def test_symlink_operand_is_followed_without_links_and_kept_with_a(tmp_path, mon
     assert call_zcp(capsys, "-a", "link", "kept").code == 0
     assert not os.path.islink("followed") and Path("followed").read_bytes() == b"F"
     assert os.readlink("kept") == "file"
+
+
+def test_folder_onto_a_symlink_to_a_folder_goes_through_it(tmp_path, monkeypatch, capsys):
+    """As cp and rsync do: the link named as the destination stays, its folder gets the contents
+    (with --delete too: the link is not a stranger to remove)."""
+    _tree(tmp_path)
+    (tmp_path / "real").mkdir()
+    (tmp_path / "real" / "old").write_bytes(b"old")
+    os.symlink("real", tmp_path / "link")
+    monkeypatch.chdir(tmp_path)
+    assert call_zcp(capsys, "-a", "--delete", "d/", "link").code == 0
+    assert os.readlink("link") == "real"
+    assert sorted(os.listdir("real")) == ["x"]
+    assert call_zcp(capsys, "-a", "e", "link").code == 0
+    assert Path("real/e/f").read_bytes() == b"another f\n"

@@ -14,7 +14,7 @@ import typer
 
 from zcp import __version__
 from zcp.config import Compare, Config, Method, Preserve, Reflink, StreamFormat
-from zcp.errors import ExitCode, Interrupted, UsageError, ZcpError
+from zcp.errors import ExitCode, Interrupted, UsageError, ZcpError, describe
 
 HELP = """Copy or sync files and trees through the kernel's fastest path.
 
@@ -176,6 +176,9 @@ def main(argv: list[str] | None = None) -> NoReturn:
         code = ExitCode.INTERRUPTED
     except typer.Abort:
         code = ExitCode.INTERRUPTED
+    except OSError as exc:  # a whole-run step that no finer handler took: one line, not a traceback
+        _error(describe(exc))
+        code = ExitCode.FILE_IO
     sys.exit(int(code or 0))
 
 

@@ -55,8 +55,20 @@ def _transfer(src: str, dest: str, into_folder: bool, recursive: bool, keep_link
         dst = os.path.join(dest, named(src, name))
     else:
         dst = dest
+    if entry.kind is Kind.DIR:
+        dst = _folder_root(src, dst)
     _refuse_self_copy(entry, dst)
     return Transfer(entry, dst)
+
+
+def _folder_root(src: str, dst: str) -> str:
+    """Where a source folder lands: a folder there (through a symlink, as cp and rsync follow one)
+    or nothing. Anything else is refused, never replaced: the root is what the user named."""
+    if not os.path.lexists(dst):
+        return dst
+    if not os.path.isdir(dst):
+        raise UsageError(f"cannot overwrite non-folder '{dst}' with folder '{src}'")
+    return os.path.realpath(dst) if os.path.islink(dst.rstrip("/") or "/") else dst
 
 
 def take_operand(src: str, *, recursive: bool, keep_links: bool) -> tuple[Entry, str | None]:
@@ -91,7 +103,7 @@ def _stat_operand(path: str, follow: bool) -> Entry:
 def _check_folder_target(dest: str) -> None:
     if os.path.isdir(dest):
         return
-    if os.path.lexists(dest):
+    if os.path.lexists(dest.rstrip("/") or "/"):  # 'file/' does not exist, 'file' does
         raise UsageError(f"target '{dest}' is not a folder")
     _check_parent(dest.rstrip("/") or "/")
 
