@@ -100,6 +100,22 @@ def test_archive_keeps_the_setuid_bit_and_the_owner(tmp_path, capsys):
     assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (1234, 5678, 0o4755)
 
 
+def test_without_perms_a_new_copy_loses_its_set_id_bits(tmp_path, capsys):
+    """As cp and rsync: the copy now belongs to whoever ran zcp, who must not gain a setuid program.
+    A folder keeps setgid, which only says where new files belong."""
+    (tmp_path / "src" / "dir").mkdir(parents=True)
+    (tmp_path / "src" / "tool").write_bytes(b"#!/bin/sh\n")
+    os.chmod(tmp_path / "src" / "tool", 0o6755)
+    os.chmod(tmp_path / "src" / "dir", 0o2755)
+    umask = os.umask(0o022)
+    try:
+        assert call_zcp(capsys, "-r", f"{tmp_path / 'src'}/", tmp_path / "dst").code == 0
+    finally:
+        os.umask(umask)
+    assert stat.S_IMODE(os.stat(tmp_path / "dst" / "tool").st_mode) == 0o755
+    assert stat.S_IMODE(os.stat(tmp_path / "dst" / "dir").st_mode) == 0o2755
+
+
 def test_fsync_run_copies_a_tree(tmp_path, capsys):
     src = _src(tmp_path)
     result = call_zcp(capsys, "-a", "--fsync", f"{src}/", tmp_path / "dst")

@@ -11,7 +11,7 @@ import os
 from dataclasses import dataclass, field
 
 from zcp.config import Preserve
-from zcp.model import Entry
+from zcp.model import DIR, Entry
 
 # Errors that mean "this filesystem cannot hold that attribute": reported once as a warning.
 _XATTR_UNSUPPORTED = frozenset({errno.ENOTSUP, errno.EOPNOTSUPP, errno.EPERM, errno.EACCES})
@@ -35,12 +35,14 @@ class MetadataPolicy:
         object.__setattr__(self, "chowns", self.preserve.owner and self.is_root)
 
     def mode_for(self, src: Entry, existing: Entry | None) -> int:
-        """cp's rule without -p: a new file gets the source mode less the umask; an old one keeps its mode."""
+        """cp's rule without -p: a new file gets the source mode less the umask and less its set-id
+        bits (they would now name our user); an old one keeps its mode. Folders keep setgid, which
+        says where new files belong rather than who runs them."""
         if self.preserve.mode:
             return src.mode
         if existing is not None and existing.kind is src.kind:
             return existing.mode
-        return src.mode & ~self.umask & 0o7777
+        return src.mode & ~self.umask & (0o7777 if src.kind is DIR else 0o1777)
 
     def creation_mode(self, src: Entry, existing: Entry | None) -> int:
         """The mode to create a file with, so that usually no chmod is needed afterwards."""
