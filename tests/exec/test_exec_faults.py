@@ -218,7 +218,10 @@ def test_file_vanishing_between_plan_and_copy_exits_24_and_the_rest_completes(pa
     assert sorted(os.listdir(dst)) == ["a", "c"]
 
 
-def test_folder_vanishing_after_it_was_planned_exits_24(pair):
+@pytest.mark.parametrize("xattrs", [False, True], ids=["plain", "xattrs"])
+def test_folder_vanishing_after_it_was_planned_exits_24(pair, xattrs):
+    """With -X the folder's xattrs are read from the source when it is finished: gone, that is a
+    vanished source too, not a failure."""
     src, dst = pair
     (src / "gone").mkdir()
     _write(src / "gone" / "inside", 10)
@@ -228,7 +231,8 @@ def test_folder_vanishing_after_it_was_planned_exits_24(pair):
         os.unlink(src / "gone" / "inside")
         os.rmdir(src / "gone")
 
-    stats = _copy_tree(src, dst, HookSink(_on_planned("gone", remove_folder)))
+    stats = _copy_tree(src, dst, HookSink(_on_planned("gone", remove_folder)),
+                       preserve=Preserve(xattrs=xattrs))
     assert (stats.failed, stats.files, stats.exit_code()) == (0, 1, ExitCode.VANISHED)
     assert (dst / "kept").exists() and not (dst / "gone" / "inside").exists()
 

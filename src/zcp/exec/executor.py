@@ -339,18 +339,18 @@ class Executor:
 
     def _finish_dir(self, action: Action) -> None:
         existing = action.existing
-        if (_is_dir(existing) and action.dst.rstrip("/") not in self.touched
-                and not metadata_differences(action.src, existing, self.config.preserve, self.meta.is_root)
-                and not (self.config.preserve.xattrs and xattrs_differ(action.src.path, action.dst))):
-            return  # up to date and untouched: leave its ctime alone
-        try:
+        try:  # the source folder is read again here (xattrs): it may have vanished since the walk
+            if (_is_dir(existing) and action.dst.rstrip("/") not in self.touched
+                    and not metadata_differences(action.src, existing, self.config.preserve, self.meta.is_root)
+                    and not (self.config.preserve.xattrs and xattrs_differ(action.src.path, action.dst))):
+                return  # up to date and untouched: leave its ctime alone
             fd = os.open(action.dst, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
             try:
                 self._warn_all(self.meta.apply_fd(fd, action.src, action.existing))
             finally:
                 os.close(fd)
         except OSError as exc:
-            self._fail(action, exc)
+            self._failed(action, exc)
 
     def _warn_all(self, warnings: list[str]) -> None:
         for w in warnings:
