@@ -53,6 +53,25 @@ def test_archive_recreates_fifo_device_and_socket(specials_tree):
     assert (dst / "file").read_bytes() == b"regular"
 
 
+def test_a_resync_carries_new_mode_owner_and_times_of_specials_without_opening_them(specials_tree):
+    dst = specials_tree.parent / "dst"
+    assert run_zcp("-a", f"{specials_tree}/", dst).code == 0
+    inodes = {name: os.lstat(dst / name).st_ino for name in ("fifo", "null", "sock")}
+    for name in ("fifo", "null", "sock"):
+        os.chmod(specials_tree / name, 0o604)
+        os.chown(specials_tree / name, 1234, 5678, follow_symlinks=False)
+        os.utime(specials_tree / name, ns=(1_000_000_000_001, 2_000_000_000_002), follow_symlinks=False)
+    elapsed, result = _timed_run("-ai", f"{specials_tree}/", dst)
+    assert elapsed < QUICK_S  # the FIFO has no writer: opening it would block
+    assert result.code == 0, result
+    assert sorted(result.out.split()[1::2]) == ["fifo", "null", "sock"], result.out
+    for name in ("fifo", "null", "sock"):
+        st = os.lstat(dst / name)
+        assert (stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid, st.st_mtime_ns) == (0o604, 1234, 5678,
+                                                                                  2_000_000_000_002), name
+        assert st.st_ino == inodes[name], name  # changed in place, not made anew
+
+
 def test_without_archive_specials_are_skipped_with_a_warning(specials_tree):
     dst = specials_tree.parent / "dst"
     elapsed, result = _timed_run("-r", f"{specials_tree}/", dst)

@@ -16,7 +16,7 @@ from zcp.exec.filecopy import copy_bytes
 from zcp.exec.verify import SourceDigest, digest, read_back, source_ranges
 from zcp.exec.metadata import MetadataPolicy, current_umask, xattrs_differ
 from zcp.planner.decide import metadata_differences
-from zcp.model import DIR, SKIP, Action, Entry, Kind, Op, Unchanged
+from zcp.model import DIR, SKIP, SPECIAL_KINDS, Action, Entry, Kind, Op, Unchanged
 from zcp.syscalls import Capabilities
 
 # Below this size a file's bytes are counted when it is done, not chunk by chunk.
@@ -262,14 +262,14 @@ class Executor:
         assert src is not None
         if src.kind is Kind.SYMLINK:
             self.meta.apply_link(action.dst, src)
-            self.stats.attrs += 1
-            self.sink.finished(action, None, 0)
-            return
-        fd = os.open(action.dst, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
-        try:
-            self._warn_all(self.meta.apply_fd(fd, src, action.existing))
-        finally:
-            os.close(fd)
+        elif src.kind in SPECIAL_KINDS:
+            self.meta.apply_special(action.dst, src, action.existing)
+        else:
+            fd = os.open(action.dst, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+            try:
+                self._warn_all(self.meta.apply_fd(fd, src, action.existing))
+            finally:
+                os.close(fd)
         self.stats.attrs += 1
         self.sink.finished(action, None, 0)
 
@@ -320,7 +320,7 @@ class Executor:
         src = action.src
         assert src is not None
         self._place(action, lambda path: os.mknod(path, 0o600 | _NODE_TYPES[src.kind], src.rdev))
-        self.meta.apply_path(action.dst, src, action.existing)
+        self.meta.apply_special(action.dst, src, action.existing)
         self.stats.specials += 1
         self.sink.finished(action, None, 0)
 

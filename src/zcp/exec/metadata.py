@@ -11,7 +11,7 @@ import os
 from dataclasses import dataclass, field
 
 from zcp.config import Preserve
-from zcp.model import DIR, Entry
+from zcp.model import DIR, Entry, Kind
 
 # Errors that mean "this filesystem cannot hold that attribute": reported once as a warning.
 _XATTR_UNSUPPORTED = frozenset({errno.ENOTSUP, errno.EOPNOTSUPP, errno.EPERM, errno.EACCES})
@@ -77,13 +77,21 @@ class MetadataPolicy:
         if self.preserve.times:
             os.utime(path, ns=(src.atime_ns, src.mtime_ns), follow_symlinks=False)
 
-    def apply_path(self, path: str, src: Entry, existing: Entry | None) -> None:
-        """Specials (FIFOs, devices): by path, since opening them is not an option."""
-        if self.chowns:
-            os.chown(path, src.uid, src.gid, follow_symlinks=False)
-        os.chmod(path, self.mode_for(src, existing), follow_symlinks=True)
-        if self.preserve.times:
-            os.utime(path, ns=(src.atime_ns, src.mtime_ns), follow_symlinks=False)
+    def apply_special(self, path: str, src: Entry, existing: Entry | None) -> None:
+        """FIFOs and devices: opening one for real could block or start a device, so it is held by
+        an O_PATH fd (which never follows a symlink swapped in) and changed through /proc."""
+        fd = os.open(path, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
+        try:
+            if Kind.of(os.fstat(fd).st_mode) is not src.kind:
+                raise OSError(errno.ESTALE, f"no longer a {src.kind}", path)
+            node = f"/proc/self/fd/{fd}"
+            if self.chowns:
+                os.chown(node, src.uid, src.gid)
+            os.chmod(node, self.mode_for(src, existing))
+            if self.preserve.times:
+                os.utime(node, ns=(src.atime_ns, src.mtime_ns))
+        finally:
+            os.close(fd)
 
 
 def copy_xattrs(src: int | str, dst_fd: int) -> list[str]:

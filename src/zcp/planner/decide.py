@@ -98,7 +98,7 @@ class Decider:
             return Action(SKIP, rel, dst, src, existing=existing, reason=f"{src.kind} not copied",
                           warning=f"skipping {src.kind} {rel!r} (recreated only with -a as root)")
         if existing is not None and existing.kind is src.kind and existing.rdev == src.rdev:
-            return Action(SKIP, rel, dst, src, existing=existing, reason=f"{src.kind} exists")
+            return self._attrs(rel, src, dst, existing)
         return Action(Op.SPECIAL, rel, dst, src, existing=existing, reason=f"new {src.kind}")
 
 
