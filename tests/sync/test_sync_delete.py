@@ -138,6 +138,22 @@ def test_excluded_entries_are_protected_unless_delete_excluded(tmp_path, capsys)
                              if not rel.endswith(".o") and not rel.startswith("build")}
 
 
+def test_excluded_entries_inside_a_destination_only_folder_are_protected_too(tmp_path, capsys):
+    """As rsync: the folder the source lacks keeps its excluded entries (and so stays), the rest of
+    it goes; a destination-only folder with nothing excluded inside goes whole."""
+    src, dst = _trees(tmp_path, {"old/keep.o": b"obj", "old/junk": b"j", "old/sub/a": b"a",
+                                 "old/deep/er/b.o": b"obj", "gone/x/y": b"y"})
+    result = call_zcp(capsys, "-a", "-i", "--delete", "--exclude", "*.o", f"{src}/", dst)
+    assert result.code == 0, result
+    left = contents(dst)
+    assert {"old/keep.o", "old/deep/er/b.o"} <= set(left)
+    assert not any(rel.startswith(("old/junk", "old/sub", "gone")) for rel in left), left
+    deleted = {line.removeprefix("*deleting").strip() for line in result.out.splitlines() if line.startswith("*deleting")}
+    assert deleted == {"gone/", "old/junk", "old/sub/"}
+    assert call_zcp(capsys, "-a", "--delete-excluded", "--exclude", "*.o", f"{src}/", dst).code == 0
+    assert not any(rel.startswith("old") for rel in contents(dst))
+
+
 def test_itemized_deletions_are_the_ones_made(tmp_path, capsys):
     src, dst = _trees(tmp_path, {f"gone{n}": b"x" for n in range(4)})
     before = set(contents(dst))

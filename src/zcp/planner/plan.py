@@ -239,11 +239,35 @@ class Planner:
             self.on_error(folder.dst, exc)
             return
         for name, is_dir in extra:
-            child = join_rel(folder.rel, name)
-            if self.excluder and not self.config.delete_excluded and self.excluder.excluded(child, is_dir):
-                continue  # excluded entries are protected unless --delete-excluded
-            path = os.path.join(folder.dst, name)
-            yield Extra(Action(Op.DELETE, child, path, existing=_lstat(path), reason="not in the source"))
+            yield from self._extra(join_rel(folder.rel, name), os.path.join(folder.dst, name), is_dir)
+
+    def _extra(self, rel: str, path: str, is_dir: bool) -> Iterator[Extra]:
+        """One destination entry the source lacks, to delete; excluded entries are protected unless
+        --delete-excluded, and a folder holding any keeps them and loses only the rest."""
+        if self.excluder and not self.config.delete_excluded:
+            if self.excluder.excluded(rel, is_dir):
+                return
+            if is_dir and self._holds_protected(rel, path):
+                for name, child_is_dir in self._children(path):
+                    yield from self._extra(join_rel(rel, name), os.path.join(path, name), child_is_dir)
+                return
+        yield Extra(Action(Op.DELETE, rel, path, existing=_lstat(path), reason="not in the source"))
+
+    def _holds_protected(self, rel: str, path: str) -> bool:
+        """Whether anything beneath a destination-only folder is excluded (an unreadable one: yes)."""
+        try:
+            children = self._children(path)
+        except OSError as exc:
+            self.on_error(path, exc)
+            return True
+        return any(self.excluder.excluded(join_rel(rel, name), is_dir)
+                   or (is_dir and self._holds_protected(join_rel(rel, name), os.path.join(path, name)))
+                   for name, is_dir in children)
+
+    @staticmethod
+    def _children(path: str) -> list[tuple[str, bool]]:
+        with os.scandir(path) as it:
+            return sorted((d.name, d.is_dir(follow_symlinks=False)) for d in it)
 
     def _decide(self, rel: str, src: Entry, dst: str, existing: Entry | None, folder: Landing) -> Action:
         target = existing_target = same = None
