@@ -61,6 +61,7 @@ class Entry:
     nlink: int
     rdev: int = 0
     blocks: int = 0
+    ctime_ns: int = 0  # when its metadata last changed (xattrs included)
 
     @classmethod
     def from_stat(cls, path: str, st: os.stat_result) -> "Entry":
@@ -70,7 +71,7 @@ class Entry:
         return cls(path, kind, mode & 0o7777, st.st_size, st.st_mtime_ns, st.st_atime_ns, st.st_uid,
                    st.st_gid, st.st_dev, st.st_ino, st.st_nlink,
                    st.st_rdev if kind in DEVICE_KINDS else 0,  # meaningless for other kinds
-                   st.st_blocks)
+                   st.st_blocks, st.st_ctime_ns)
 
     def __reduce__(self):
         # Sent between worker processes: positional, 4x cheaper than the dataclass state protocol.
@@ -139,6 +140,7 @@ class Action:
     existing: Entry | None = None  # lstat of the destination before the run
     landing: Landing | None = None  # COPY/UPDATE: the folder the file lands in
     warning: str = ""  # SKIP of something the user asked for (a FIFO without root, ...)
+    xattrs: bool = False  # ATTRS: the extended attributes differ too
 
     def __reduce__(self):
         return Action, _ACTION_FIELDS(self)

@@ -173,6 +173,7 @@ _STAT_FIELDS = st.fixed_dictionaries({
     "uid": st.sampled_from([0, 1000]),
     "gid": st.sampled_from([0, 1000]),
     "nlink": st.sampled_from([1, 2]),
+    "ctime_ns": st.sampled_from([10**18, 10**18 + 5]),
 })
 
 
@@ -180,24 +181,27 @@ def _stat(f: dict) -> os.stat_result:
     at = 10**18
     return os.stat_result((f["kind"] | f["perms"], 7, 1, f["nlink"], f["uid"], f["gid"], f["size"],
                            at // 10**9, f["mtime_ns"] // 10**9, 0, float(at // 10**9), f["mtime_ns"] / 1e9, 0.0,
-                           at, f["mtime_ns"], 0))
+                           at, f["mtime_ns"], f["ctime_ns"]))
 
 
 @settings(max_examples=400, deadline=None)
 @given(src=_STAT_FIELDS, dst=_STAT_FIELDS, mode=st.booleans(), times=st.booleans(), owner=st.booleans(),
-       hard_links=st.booleans(), update=st.booleans(), is_root=st.booleans())
+       hard_links=st.booleans(), update=st.booleans(), is_root=st.booleans(), xattrs=st.booleans())
 def test_the_unchanged_test_on_lstat_results_says_what_the_decider_says(src, dst, mode, times, owner, hard_links,
-                                                                          update, is_root):
+                                                                          update, is_root, xattrs):
     """The planner counts a file as unchanged from two lstat results alone, without the Entries, the
-    decision and the Action: exactly when the full decision is SKIP 'up to date' for a plain file."""
-    config = Config(recursive=True, update=update,
-                    preserve=Preserve(mode=mode, times=times, owner=owner, links=True, hard_links=hard_links))
+    decision and the Action: exactly when the full decision is SKIP 'up to date' for a plain file,
+    and with -X only where the planner would not compare xattrs (the source changed no metadata
+    since the copy did)."""
+    config = Config(recursive=True, update=update, preserve=Preserve(mode=mode, times=times, owner=owner, links=True,
+                                                                     hard_links=hard_links, xattrs=xattrs))
     unchanged = unchanged_test(config, is_root)
     a, b = _stat(src), _stat(dst)
     src_entry, dst_entry = Entry.from_stat("/s/f", a), Entry.from_stat("/d/f", b)
     action = Decider(config, is_root).decide("f", src_entry, "/d/f", dst_entry, Landing(1, False, False))
     plain = src_entry.kind is Kind.FILE and (src_entry.nlink == 1 or not hard_links)
-    assert unchanged(a, b) == (plain and action.op is Op.SKIP and action.reason == "up to date")
+    xattrs_looked_at = xattrs and src["ctime_ns"] >= dst["ctime_ns"]
+    assert unchanged(a, b) == (plain and not xattrs_looked_at and action.op is Op.SKIP and action.reason == "up to date")
 
 
 @pytest.mark.parametrize("config", [Config(compare=Compare.CHECKSUM), Config(compare=Compare.SIZE_ONLY),

@@ -146,6 +146,33 @@ def test_chmod_alone_is_a_metadata_update_in_place(tmp_path, capsys):
     assert contents(dst) == contents(src)
 
 
+def _xattrs(path: Path) -> dict[str, bytes]:
+    return {name: os.getxattr(path, name) for name in os.listxattr(path) if name.startswith("user.")}
+
+
+def test_xattr_changes_alone_are_carried_by_a_resync(tmp_path, capsys):
+    """Setting or removing an xattr moves ctime, not mtime: the quick check alone would miss it.
+    Changed, new and removed ones all arrive, on files and folders, in place."""
+    src, dst = _synced(tmp_path, capsys)
+    deep, sub = src / "sub" / "deep.bin", src / "sub"
+    os.setxattr(deep, "user.kept", b"1")
+    os.setxattr(deep, "user.gone", b"2")
+    os.setxattr(sub, "user.gone", b"3")
+    assert call_zcp(capsys, "-a", f"{src}/", dst).code == 0
+    os.setxattr(deep, "user.kept", b"changed")
+    os.setxattr(deep, "user.new", b"4")
+    os.removexattr(deep, "user.gone")
+    os.removexattr(sub, "user.gone")
+    before = inodes(dst)
+    result = call_zcp(capsys, "-a", "-i", f"{src}/", dst)
+    assert result.code == 0
+    assert result.out.splitlines() == [".f........x sub/deep.bin"]
+    assert inodes(dst) == before
+    assert _xattrs(dst / "sub" / "deep.bin") == {"user.kept": b"changed", "user.new": b"4"}
+    assert _xattrs(dst / "sub") == {}
+    assert call_zcp(capsys, "-a", "-i", f"{src}/", dst).out == ""  # and then it is up to date
+
+
 def test_a_symlink_with_a_new_time_gets_it(tmp_path, capsys):
     src, dst = _synced(tmp_path, capsys)
     os.utime(src / "link", ns=(OLD_S * 10**9, OLD_S * 10**9), follow_symlinks=False)

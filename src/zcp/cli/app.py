@@ -46,7 +46,7 @@ def _version(value: bool) -> None:
 def copy(
     ctx: typer.Context,
     paths: Annotated[list[str], typer.Argument(metavar="PATH", show_default=False, help="SRC... DST: sources, then the destination.")],
-    archive: Annotated[bool, typer.Option("-a", "--archive", help="Recursive, keep everything: -rptoglHXD.")] = False,
+    archive: Annotated[bool, typer.Option("-a", "--archive", help="Recursive, keep everything: -rptolHXD (-o keeps the group too).")] = False,
     recursive: Annotated[bool, typer.Option("-r", "--recursive", help="Copy folders and their contents (symlinks as symlinks).")] = False,
     perms: Annotated[bool, typer.Option("-p", "--perms", help="Keep permissions.")] = False,
     times: Annotated[bool, typer.Option("-t", "--times", help="Keep modification and access times (ns).")] = False,

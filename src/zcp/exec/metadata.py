@@ -15,6 +15,7 @@ from zcp.model import DIR, Entry, Kind
 
 # Errors that mean "this filesystem cannot hold that attribute": reported once as a warning.
 _XATTR_UNSUPPORTED = frozenset({errno.ENOTSUP, errno.EOPNOTSUPP, errno.EPERM, errno.EACCES})
+_PRUNED_NAMESPACES = ("user.", "trusted.")
 
 
 def current_umask() -> int:
@@ -65,7 +66,8 @@ class MetadataPolicy:
         # clears those bits only, so a mode without them needs no chmod after it.
         if created_mode is None or mode != created_mode & ~self.umask:
             os.fchmod(fd, mode)
-        warnings = copy_xattrs(src_fd if src_fd is not None else src.path, fd) if preserve.xattrs else []
+        warnings = (copy_xattrs(src_fd if src_fd is not None else src.path, fd, existing is not None)
+                    if preserve.xattrs else [])
         if preserve.times:
             os.utime(fd, ns=(src.atime_ns, src.mtime_ns))
         return warnings
@@ -94,10 +96,16 @@ class MetadataPolicy:
             os.close(fd)
 
 
-def copy_xattrs(src: int | str, dst_fd: int) -> list[str]:
-    """Copy every extended attribute; returns warnings for those the destination refused."""
+def copy_xattrs(src: int | str, dst_fd: int, prune: bool = False) -> list[str]:
+    """Copy every extended attribute; returns warnings for those the destination refused.
+    ``prune``: the destination existed before, and loses the user.* and trusted.* attributes the
+    source no longer has (system.* and security.* belong to the destination's own ACLs and labels)."""
     try:
         names = os.listxattr(src, follow_symlinks=False) if isinstance(src, str) else os.listxattr(src)
+        if prune:
+            for name in set(os.listxattr(dst_fd)).difference(names):
+                if name.startswith(_PRUNED_NAMESPACES):
+                    os.removexattr(dst_fd, name)
     except OSError as exc:
         if exc.errno in _XATTR_UNSUPPORTED:
             return []

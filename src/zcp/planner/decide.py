@@ -23,10 +23,11 @@ class Decider:
 
     def decide(self, rel: str, src: Entry, dst: str, existing: Entry | None, folder: Landing,
                target: str | None = None, existing_target: str | None = None,
-               same_content: bool | None = None) -> Action:
+               same_content: bool | None = None, same_xattrs: bool | None = None) -> Action:
         """``folder``: what the destination folder the entry lands in does to new entries.
         ``target``/``existing_target``: link texts, read by the caller for symlinks.
         ``same_content``: for --checksum, whether two same-size files hash alike (read by the caller).
+        ``same_xattrs``: for -X, whether two files carry the same xattrs; None: not looked at.
         """
         kind = src.kind
         if kind is DIR:
@@ -41,17 +42,17 @@ class Decider:
         if kind in SPECIAL_KINDS:
             return self._special(rel, src, dst, existing)
         if self.config.preserve.hard_links and src.nlink > 1:
-            return self._linked_file(rel, src, dst, existing, folder, same_content)
-        return self._file(rel, src, dst, existing, folder, same_content)
+            return self._linked_file(rel, src, dst, existing, folder, same_content, same_xattrs)
+        return self._file(rel, src, dst, existing, folder, same_content, same_xattrs)
 
     def _file(self, rel: str, src: Entry, dst: str, existing: Entry | None, folder: Landing,
-              same_content: bool | None = None) -> Action:
+              same_content: bool | None = None, same_xattrs: bool | None = None) -> Action:
         config = self.config
         if existing is not None and existing.kind is not DIR:
             if config.update and existing.kind is FILE and existing.mtime_ns > src.mtime_ns:
                 return Action(SKIP, rel, dst, src, existing=existing, reason="newer in the destination (--update)")
             if existing.kind is FILE and self._up_to_date(src, existing, same_content):
-                return self._attrs(rel, src, dst, existing)
+                return self._attrs(rel, src, dst, existing, same_xattrs)
         if existing is None:
             return self.new_file(rel, src, dst, folder)
         methods, why = choose_methods(config.method, config.reflink, src.dev == folder.dev)
@@ -63,12 +64,12 @@ class Decider:
         return Action(COPY, rel, dst, src, methods, why, landing=folder)
 
     def _linked_file(self, rel: str, src: Entry, dst: str, existing: Entry | None, folder: Landing,
-                     same_content: bool | None) -> Action:
+                     same_content: bool | None, same_xattrs: bool | None) -> Action:
         """Hard-link groups: the first member is copied, the others are linked to it."""
         key = (src.dev, src.ino)
         first = self.first_link.get(key)
         if first is None:
-            action = self._file(rel, src, dst, existing, folder, same_content)
+            action = self._file(rel, src, dst, existing, folder, same_content, same_xattrs)
             kept = existing if action.op in (SKIP, ATTRS) else None
             self.first_link[key] = (dst, (kept.dev, kept.ino) if kept else None)
             return action
@@ -86,11 +87,14 @@ class Decider:
             return src.mtime_ns == dst.mtime_ns
         return compare is Compare.SIZE_ONLY or bool(same_content)
 
-    def _attrs(self, rel: str, src: Entry, dst: str, existing: Entry) -> Action:
+    def _attrs(self, rel: str, src: Entry, dst: str, existing: Entry, same_xattrs: bool | None = None) -> Action:
         """Content is up to date: SKIP, or ATTRS when preserved metadata differs."""
         differ = metadata_differences(src, existing, self.config.preserve, self.is_root)
+        if same_xattrs is False:
+            differ.append("xattrs")
         if differ:
-            return Action(ATTRS, rel, dst, src, existing=existing, reason=", ".join(differ) + " differ")
+            return Action(ATTRS, rel, dst, src, existing=existing, reason=", ".join(differ) + " differ",
+                          xattrs=same_xattrs is False)
         return Action(SKIP, rel, dst, src, existing=existing, reason="up to date")
 
     def _special(self, rel: str, src: Entry, dst: str, existing: Entry | None) -> Action:
@@ -121,16 +125,20 @@ def unchanged_test(config: Config, is_root: bool) -> Callable[[os.stat_result, o
     """For a quick-check run, a test on two lstat results that says what ``Decider.decide`` would
     say without building anything: a plain source file (one link, or links not kept) whose
     destination is a file of the same size, mtime and preserved attributes is skipped as up to date.
-    None where other rules decide (--checksum, --size-only, --ignore-existing)."""
+    With -X, only if the source's metadata (xattrs included) last changed before the destination's:
+    otherwise the planner compares their xattrs. None where other rules decide (--checksum,
+    --size-only, --ignore-existing)."""
     if config.compare is not Compare.QUICK or config.ignore_existing:
         return None
     preserve = config.preserve
     same_mode, same_owner, links_apart = preserve.mode, preserve.owner and is_root, preserve.hard_links
+    xattrs = preserve.xattrs
 
     def unchanged(src: os.stat_result, dst: os.stat_result) -> bool:
         return (src.st_size == dst.st_size and src.st_mtime_ns == dst.st_mtime_ns and S_ISREG(src.st_mode)
                 and (src.st_mode == dst.st_mode if same_mode else S_ISREG(dst.st_mode))
                 and (src.st_nlink == 1 or not links_apart)
-                and (not same_owner or (src.st_uid == dst.st_uid and src.st_gid == dst.st_gid)))
+                and (not same_owner or (src.st_uid == dst.st_uid and src.st_gid == dst.st_gid))
+                and (not xattrs or src.st_ctime_ns < dst.st_ctime_ns))
 
     return unchanged

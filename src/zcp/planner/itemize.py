@@ -2,7 +2,7 @@
 
 ``YXcstpoguax name``: Y is what happens (> file written, c created locally, h hard link, . only
 attributes, *deleting), X the kind (f file, d folder, L symlink, D device, S FIFO/socket), then one
-letter per attribute that changes (c content, s size, t time, p perms, o owner, g group), '+' for
+letter per attribute that changes (c content, s size, t time, p perms, o owner, g group, x xattrs), '+' for
 all of them on a new entry. Unchanged entries print nothing.
 """
 
@@ -16,8 +16,8 @@ _KIND_LETTER = {
     Kind.FILE: "f", Kind.DIR: "d", Kind.SYMLINK: "L", Kind.CHAR: "D", Kind.BLOCK: "D",
     Kind.FIFO: "S", Kind.SOCKET: "S",
 }
-_CHANGE_LETTERS = {"content": "c", "size": "s", "time": "t", "perms": "p", "owner": "o", "group": "g"}
-_SLOTS = ("content", "size", "time", "perms", "owner", "group", "u", "a", "x")
+_CHANGE_LETTERS = {"content": "c", "size": "s", "time": "t", "perms": "p", "owner": "o", "group": "g", "xattrs": "x"}
+_SLOTS = ("content", "size", "time", "perms", "owner", "group", "u", "a", "xattrs")
 
 
 def itemize(action: Action, config: Config, is_root: bool) -> str | None:
@@ -34,6 +34,8 @@ def itemize(action: Action, config: Config, is_root: bool) -> str | None:
         return f"{what}{kind}{'+' * len(_SLOTS)} {name}"
     changed = set(metadata_differences(src, existing, config.preserve, is_root))
     changed |= _content_changes(action, src, existing, config.compare)
+    if action.xattrs:
+        changed.add("xattrs")
     if action.op is Op.MKDIR and not changed:
         return None
     if action.op is Op.MKDIR:

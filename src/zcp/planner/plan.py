@@ -7,6 +7,7 @@ from collections.abc import Callable, Generator, Iterator
 from dataclasses import replace
 
 from zcp.config import Compare, Config
+from zcp.exec.metadata import xattrs_differ
 from zcp.model import (COPYING_OPS, DIR, FILE, SYMLINK, Action, Entry, Extra, Folder, Kind, Landing, LinkCandidate,
                        Op, Unchanged)
 from zcp.planner.decide import Decider, unchanged_test
@@ -44,6 +45,7 @@ class Planner:
         self.decider = Decider(config, root)
         self._unchanged = unchanged_test(config, root) if count_unchanged else None
         self._checksum = config.compare is Compare.CHECKSUM
+        self._xattrs = config.preserve.xattrs
         self._on_error = on_error
         self._on_warning = on_warning
         self.unchanged = 0  # counted since the last Unchanged went out
@@ -270,15 +272,19 @@ class Planner:
             return sorted((d.name, d.is_dir(follow_symlinks=False)) for d in it)
 
     def _decide(self, rel: str, src: Entry, dst: str, existing: Entry | None, folder: Landing) -> Action:
-        target = existing_target = same = None
+        target = existing_target = same = same_xattrs = None
         if src.kind is SYMLINK:
             target = os.readlink(src.path)
             if existing is not None and existing.kind is SYMLINK:
                 existing_target = os.readlink(dst)
-        elif (self._checksum and src.kind is FILE and existing is not None and existing.kind is FILE
-              and existing.size == src.size):
-            same = _same_content(src.path, dst)
-        return self.decider.decide(rel, src, dst, existing, folder, target, existing_target, same)
+        elif src.kind is FILE and existing is not None and existing.kind is FILE and existing.size == src.size:
+            if self._checksum:
+                same = _same_content(src.path, dst)
+            # Setting an xattr moves ctime: a source whose metadata last changed before the copy's
+            # did cannot carry xattrs the copy lacks, and most files of a re-sync are not read.
+            if self._xattrs and src.ctime_ns >= existing.ctime_ns:
+                same_xattrs = not xattrs_differ(src.path, dst)
+        return self.decider.decide(rel, src, dst, existing, folder, target, existing_target, same, same_xattrs)
 
     @staticmethod
     def _parent_of(dst_root: str) -> Landing:
