@@ -110,11 +110,11 @@ def _by_name(lines: list[str], deleted_trees_whole: bool) -> dict[str, str]:
     return found
 
 
-def _itemized_by_both(tmp_path: Path) -> tuple[dict[str, str], dict[str, str]]:
+def _itemized_by_both(tmp_path: Path, *options: str) -> tuple[dict[str, str], dict[str, str]]:
     src, (ours, theirs) = _synced_then_changed(tmp_path, copies=2)
-    done = rsync("-ai", "--delete", f"{src}/", f"{theirs}/")
+    done = rsync("-ai", "--delete", *options, f"{src}/", f"{theirs}/")
     assert done.returncode == 0, done.stderr
-    result = run_zcp("-a", "-i", "--delete", f"{src}/", ours)
+    result = run_zcp("-a", "-i", "--delete", *options, f"{src}/", ours)
     assert result.code == 0, result.err
     assert contents(ours) == contents(theirs)
     return _by_name(result.out.splitlines(), False), _by_name(done.stdout.splitlines(), True)
@@ -125,6 +125,7 @@ def test_rsync_itemizes_the_same_names(tmp_path):
     assert set(ours) == set(theirs)
 
 
-def test_rsync_itemizes_the_same_changes(tmp_path):
-    ours, theirs = _itemized_by_both(tmp_path)
+@pytest.mark.parametrize("options", [(), ("-c",)], ids=["quick", "checksum"])
+def test_rsync_itemizes_the_same_changes(tmp_path, options):
+    ours, theirs = _itemized_by_both(tmp_path, *options)
     assert ours == theirs

@@ -48,9 +48,11 @@ def _content_changes(action: Action, src: Entry, existing: Entry, compare: Compa
     if action.op in COPYING_OPS:
         changes = {"time"} if src.mtime_ns != existing.mtime_ns else set()
         if src.size != existing.size:
-            return changes | {"size"}
-        # as rsync: 'c' only when the content was compared (-c); otherwise only the time told us
-        return changes | {"content"} if compare is Compare.CHECKSUM else changes
+            changes.add("size")
+        # as rsync: 'c' whenever -c is on (a size change included); otherwise size and time told us
+        if compare is Compare.CHECKSUM:
+            changes.add("content")
+        return changes
     if action.op is Op.SYMLINK:
         return {"content"}  # the link text differs
     return set()
