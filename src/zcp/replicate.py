@@ -28,7 +28,10 @@ def resolve_operands(sources: list[str], dest: str, config: Config) -> Operands:
 
 
 def replicate(sources: list[str], dest: str, config: Config, sink: Sink) -> Stats:
-    operands = resolve_operands(sources, dest, config)
+    return replicate_operands(resolve_operands(sources, dest, config), config, sink)
+
+
+def replicate_operands(operands: Operands, config: Config, sink: Sink) -> Stats:
     # --max-delete is a budget spent in walk order while planning: one process plans it all.
     jobs = 1 if config.max_delete is not None else config.jobs
     if operands.create_folder:

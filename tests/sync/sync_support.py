@@ -79,10 +79,10 @@ def set_all_mtimes(root: Path, seconds: int) -> None:
     os.utime(root, ns=(seconds * 10**9, seconds * 10**9))
 
 
-def rsync(*args: str | os.PathLike) -> subprocess.CompletedProcess[str]:
+def rsync(*args: str | os.PathLike, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     """rsync as the oracle (a missing rsync fails in CI, skips elsewhere)."""
     tool = need_tool("rsync")
-    return subprocess.run([tool, *map(os.fspath, args)], capture_output=True, text=True,
+    return subprocess.run([tool, *map(os.fspath, args)], capture_output=True, text=True, cwd=cwd,
                           errors="surrogateescape", timeout=60, check=False)
 
 

@@ -129,3 +129,20 @@ def test_rsync_itemizes_the_same_names(tmp_path):
 def test_rsync_itemizes_the_same_changes(tmp_path, options):
     ours, theirs = _itemized_by_both(tmp_path, *options)
     assert ours == theirs
+
+
+@pytest.mark.parametrize("operands", [("s1", "s2"), ("s1/", "s2"), ("s1/a",), ("s1/a", "s2/b"), ("s1",), ("s1/",)])
+def test_entries_are_named_from_where_their_transfer_starts_as_rsync_names_them(tmp_path, operands):
+    """With several sources every line says which tree it belongs to (s1/a, s2/b); SRC/ starts
+    inside the folder (./, a); a single file is named as the source is, whatever its copy is called."""
+    for tree, names in (("s1", ("a", "sub/c")), ("s2", ("b",))):
+        build(tmp_path / tree, {name: name.encode() for name in names})
+        set_all_mtimes(tmp_path / tree, OLD_S)
+    for copy in ("ours", "theirs"):
+        (tmp_path / copy).mkdir()
+        set_all_mtimes(tmp_path / copy, LATER_S)  # times apart by far more than a clock tick
+    into = "copy" if len(operands) == 1 and not operands[0].endswith("/") and "/" in operands[0] else ""
+    ours = run_zcp("-a", "-i", *operands, f"ours/{into}", cwd=tmp_path)
+    theirs = rsync("-ai", *operands, f"theirs/{into}", cwd=tmp_path)
+    assert ours.code == 0 and theirs.returncode == 0, (ours, theirs.stderr)
+    assert _by_name(ours.out.splitlines(), False) == _by_name(theirs.stdout.splitlines(), False)

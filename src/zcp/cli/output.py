@@ -10,6 +10,7 @@ from typing import TextIO
 from zcp.config import Method
 from zcp.exec.events import Interest, NullSink, Stats
 from zcp.model import Action, Op
+from zcp.planner.operands import Transfer
 
 
 def detach_stdout() -> None:
@@ -44,22 +45,42 @@ def printable(text: str) -> str:
     return "".join(out)
 
 
-def display_name(action: Action) -> str:
+class ShownNames:
+    """What -v, -n and -i call an entry, as rsync does: its path from where its transfer starts,
+    so ``zcp a b dir/`` shows ``a/x`` and ``b/y``, and ``zcp src/ dst`` shows ``x``, ``./``."""
+
+    def __init__(self, transfers: list[Transfer]):
+        self._roots = [(os.path.normpath(t.dst), t.name) for t in transfers]
+
+    def __call__(self, action: Action) -> str:
+        root, name = self._roots[0] if len(self._roots) == 1 else self._root_of(action.dst)
+        return (f"{name}/{action.rel}" if name and action.rel else name or action.rel) or "."
+
+    def _root_of(self, dst: str) -> tuple[str, str]:
+        # The deepest root that holds dst: ``zcp a/ b dir`` puts b's root inside a's.
+        holding = [(root, name) for root, name in self._roots if dst == root or dst.startswith(root + "/")]
+        return max(holding, key=lambda root_name: len(root_name[0]), default=(dst, ""))
+
+
+def rel_name(action: Action) -> str:
     return action.rel or action.dst
 
 
 Itemizer = Callable[[Action], "str | None"]
+Namer = Callable[[Action], str]
 
 
 class TextSink(NullSink):
     """Plain lines: errors and warnings always (unless quiet hides warnings), files with -v,
     and with -i the itemized changes on stdout as they are planned (so -n -i lists the same)."""
 
-    def __init__(self, verbose: int, quiet: bool, out: TextIO | None = None, items: Itemizer | None = None):
+    def __init__(self, verbose: int, quiet: bool, out: TextIO | None = None, items: Itemizer | None = None,
+                 names: Namer = rel_name):
         self.verbose = verbose
         self.quiet = quiet
         self.out = out
         self.items = items
+        self.names = names
 
     @property
     def interest(self) -> Interest:
@@ -80,7 +101,7 @@ class TextSink(NullSink):
         changed = action.op is not Op.SKIP and not (action.op is Op.MKDIR and action.reason == "exists")
         if changed or self.verbose > 1:
             via = f" [{method}]" if method else ""
-            self.emit(f"{action.op:<8} {display_name(action)}{via}")
+            self.emit(f"{action.op:<8} {self.names(action)}{via}")
 
     def failed(self, where: str, message: str) -> None:
         self.emit(f"zcp: {message}" if message.startswith(where) else f"zcp: {where}: {message}")
@@ -102,7 +123,7 @@ class PlanPrinter(TextSink):
             super().planned(action)
             return
         how = ",".join(action.methods) or "-"
-        print(printable(f"{action.op:<8} {how:<40} {display_name(action)}  ({action.reason})"))
+        print(printable(f"{action.op:<8} {how:<40} {self.names(action)}  ({action.reason})"))
 
 
 def summary_lines(stats: Stats, seconds: float) -> list[str]:

@@ -14,7 +14,7 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
-from zcp.cli.output import Itemizer, TextSink, printable
+from zcp.cli.output import Itemizer, Namer, TextSink, printable, rel_name
 from zcp.config import Method
 from zcp.exec.events import Interest, Tally
 from zcp.model import Action
@@ -30,8 +30,9 @@ class ProgressSink(TextSink):
     file. Worker processes send only their tallies, unless -i or -v want the entries themselves.
     """
 
-    def __init__(self, console: Console, verbose: int, quiet: bool, items: Itemizer | None = None):
-        super().__init__(verbose, quiet, console.file, items)
+    def __init__(self, console: Console, verbose: int, quiet: bool, items: Itemizer | None = None,
+                 names: Namer = rel_name):
+        super().__init__(verbose, quiet, console.file, items, names)
         self.console = console
         self.progress = Progress(
             TextColumn("{task.description}", markup=False),  # names may hold [brackets]

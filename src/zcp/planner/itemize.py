@@ -20,8 +20,11 @@ _CHANGE_LETTERS = {"content": "c", "size": "s", "time": "t", "perms": "p", "owne
 _SLOTS = ("content", "size", "time", "perms", "owner", "group", "u", "a", "xattrs")
 
 
-def itemize(action: Action, config: Config, is_root: bool) -> str | None:
-    name = _name(action)
+def itemize(action: Action, config: Config, is_root: bool, name: str) -> str | None:
+    """The line for ``action``, whose entry output calls ``name`` (cli.output.ShownNames)."""
+    entry = action.src if action.src is not None else action.existing
+    if entry is not None and entry.kind is Kind.DIR:
+        name += "/"
     if action.op is Op.DELETE:
         return f"*deleting   {name}"
     src = action.src
@@ -57,8 +60,3 @@ def _content_changes(action: Action, src: Entry, existing: Entry, compare: Compa
         return {"content"}  # the link text differs
     return set()
 
-
-def _name(action: Action) -> str:
-    rel = action.rel or "."
-    kind = action.src.kind if action.src is not None else (action.existing.kind if action.existing else None)
-    return f"{rel}/" if kind is Kind.DIR else rel

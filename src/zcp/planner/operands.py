@@ -20,6 +20,7 @@ from zcp.model import Entry, Kind
 class Transfer:
     src: Entry  # the operand, stat'ed (a symlink operand is followed unless links are preserved)
     dst: str  # where that entry lands
+    name: str = ""  # what output calls its root, as rsync does: the source's name; "" for SRC/
 
 
 @dataclass(frozen=True)
@@ -58,7 +59,7 @@ def _transfer(src: str, dest: str, into_folder: bool, recursive: bool, keep_link
     if entry.kind is Kind.DIR:
         dst = _folder_root(src, dst)
     _refuse_self_copy(entry, dst)
-    return Transfer(entry, dst)
+    return Transfer(entry, dst, name or "")
 
 
 def _folder_root(src: str, dst: str) -> str:
