@@ -116,6 +116,20 @@ def test_receive_into_existing_folder_replaces_files_and_keeps_others(tmp_path):
     assert (dest / "unrelated").read_bytes() == b"keep me"
 
 
+@pytest.mark.parametrize("seconds", [9_300_000_000, -9_300_000_000, 2**34 - 1], ids=["2264", "1675", "2514"])
+def test_times_far_from_now_cross_a_stream_as_a_local_copy_keeps_them(tmp_path, seconds):
+    """Past 2262 a time no longer fits 64-bit nanoseconds, but filesystems keep it (or clamp it):
+    the receiver sets what the sender sent, like the local copy, instead of refusing the stream."""
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "f").write_bytes(b"x")
+    os.utime(src / "f", ns=(seconds * 10**9 + 5, seconds * 10**9 + 7))
+    expected = os.stat(src / "f").st_mtime_ns  # what this filesystem made of it
+    sent, got = pipe_transfer(walk_items(src), f"{tmp_path}/dest/")
+    assert got.files == 1
+    assert os.stat(tmp_path / "dest" / "f").st_mtime_ns == expected
+
+
 def test_setuid_bits_are_stripped_unless_asked(tmp_path):
     src = tmp_path / "src"
     src.mkdir()

@@ -177,6 +177,10 @@ def absurd_long_name_size(j: Jail) -> bytes:
     return pax.encode_header(b"././@LongLink", pax.GNU_LONGNAME, size=1 << 33) + bytes(B)
 
 
+def time_beyond_time_t(j: Jail) -> bytes:
+    return member(b"f", body=b"x", records=[("mtime", b"%d" % (1 << 63))]) + END
+
+
 def bad_checksum(j: Jail) -> bytes:
     second = bytearray(member(b"g", body=b"x"))
     second[0] = ord("h")
@@ -257,6 +261,7 @@ CASES: list[tuple[Case, str]] = [
     (absurd_pax_size, "bad pax size"),
     (absurd_extended_header_size, "extended header of 1099511627776 bytes refused"),
     (absurd_long_name_size, "extended header of 8589934592 bytes refused"),
+    (time_beyond_time_t, "absurd time"),
     (bad_checksum, "bad tar header"),
     (hash_mismatch, "hash mismatch for 'f'"),
     (mid_hash_mismatch, "hash mismatch for 'f'"),

@@ -33,7 +33,7 @@ _KIND_BY_TYPE = {
 _META_TYPES = frozenset({pax.PAX_EXTENDED, pax.PAX_GLOBAL, pax.GNU_LONGNAME, pax.GNU_LONGLINK})
 # Keys known not to be GNU.sparse.*: a member carrying only these needs no prefix check.
 _PLAIN_KEYS = frozenset({"path", "linkpath", "size", "uid", "gid", "mtime", "atime", "hdrcharset", pax.KEY_VERSION, pax.KEY_HASH})
-_TIME_LIMIT = 1 << 63  # ns, what utimensat takes
+_TIME_LIMIT = (1 << 63) * 1_000_000_000  # ns: utimensat takes 64-bit seconds (filesystems clamp)
 _ID_LIMIT = 2**32 - 2  # (uid_t)-1 means "leave unchanged" to chown
 # Bodies up to this size are taken into memory whole (written with one write, hashed there);
 # larger ones go from the fd to the file by a kernel copy.
