@@ -200,26 +200,32 @@ def test_files_get_their_exact_mode_and_owner_whatever_the_folder_does_to_new_fi
     assert got == wanted
 
 
-def test_a_receiver_killed_inside_a_body_leaves_nothing(tmp_path):
+@pytest.mark.parametrize("shape", ["tree", "one file", "raw"])
+def test_a_receiver_killed_inside_a_body_leaves_nothing(tmp_path, shape):
     """The body lands in an inode with no name until it is complete: even SIGKILL, which no cleanup
-    can follow, leaves neither a torn file nor a temp file behind."""
-    dest = tmp_path / "dest"
+    can follow, leaves neither a torn file nor a temp file behind; into a folder, as one file
+    named by DEST, and as raw bytes."""
     body = os.urandom(8 * MiB)
-    stream = zcp_global() + member(b"sub/big", body=body, records=[("mtime", b"1700000000.5")])
-    receiver = subprocess.Popen([sys.executable, "-m", "zcp", "-", f"{dest}/"], stdin=subprocess.PIPE,
+    if shape == "tree":
+        dest, writing_in, left = f"{tmp_path}/dest/", tmp_path / "dest" / "sub", ["dest", "dest/sub"]
+        stream = zcp_global() + member(b"sub/big", body=body, records=[("mtime", b"1700000000.5")])
+    else:
+        dest, writing_in, left = f"{tmp_path}/copy", tmp_path, []
+        stream = zcp_global() + member(b"big", body=body) if shape == "one file" else body
+    receiver = subprocess.Popen([sys.executable, "-m", "zcp", "-", dest], stdin=subprocess.PIPE,
                                 stderr=subprocess.DEVNULL)
     try:
         receiver.stdin.write(stream[: len(stream) // 2])
         receiver.stdin.flush()
         deadline = time.monotonic() + 30
-        while not _fd_targets(receiver.pid, dest / "sub"):
+        while not _fd_targets(receiver.pid, writing_in):
             assert time.monotonic() < deadline, "the receiver never opened the file it writes"
             time.sleep(0.01)
         receiver.kill()
     finally:
         receiver.wait()
         receiver.stdin.close()
-    assert [p.relative_to(dest).as_posix() for p in dest.rglob("*")] == ["sub"]
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*")) == left
 
 
 def _fd_targets(pid: int, beneath: Path) -> list[str]:

@@ -1,8 +1,9 @@
 """`zcp - DEST`: receive a tar stream into a folder, or raw bytes into a file (docs/stream-format.md).
 
 Nothing is ever written outside DEST: folders are reached through ConfinedDir (the kernel refuses
-symlinks and escapes), leaves are created under a temp name in their folder and renamed into place
-only once complete, verified and stamped with their metadata. A failure removes the temp name.
+symlinks and escapes). A file is written as an unnamed inode (else under a temp name in its folder)
+and named only once complete, verified and stamped with its metadata; other leaves are made under a
+temp name and renamed into place. A failure removes the temp name.
 """
 
 from __future__ import annotations
@@ -144,19 +145,18 @@ def _receive_single(reader: TarReader, dest: str, options: _Options) -> ReceiveS
             _make_folder(parent_fd, leaf, dest)
             return _unpack(reader, dest, options, [member] if member else [])
         stats = ReceiveStats(zcp=True)
-        files = _FileReceiver(reader, stats, options)
-        with _Temporary(parent_fd, leaf) as tmp:
-            files.receive(parent_fd, tmp, member)
+        with _NewFile(parent_fd, leaf, 0o600) as new:
+            _FileReceiver(reader, stats, options).fill(new.fd, member, None)
             following = reader.next()
             if following is not None:
                 _make_folder(parent_fd, leaf, dest)
                 with ConfinedDir.open(dest) as root:
                     unpacker = _Unpacker(reader, root, options, stats)
-                    unpacker.adopt(parent_fd, tmp, member)
+                    unpacker.adopt(new, member)
                     unpacker.run([following])
                 return stats
             reader.drain()
-            os.rename(tmp, leaf, src_dir_fd=parent_fd, dst_dir_fd=parent_fd)
+            new.place(parent_fd, leaf)
     finally:
         os.close(parent_fd)
     stats.entries = 1
@@ -177,22 +177,53 @@ def _receive_raw(in_fd: int, dest: str, peeked: bytes, options: _Options) -> Rec
     parent, leaf = os.path.split(dest)
     parent_fd = os.open(parent or ".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        with _Temporary(parent_fd, leaf) as tmp:
-            fd = os.open(tmp, _NEW_FILE, 0o666, dir_fd=parent_fd)
-            try:
-                write_all(fd, peeked)
-                rest = move(in_fd, fd, None, None, len(peeked), body_methods(in_fd, fd), stats.by_method, options.progress)
-                stats.bytes = len(peeked) + rest
-                with suppress(FileNotFoundError):  # replacing a file keeps its permissions, like `cat >`
-                    existing = os.stat(leaf, dir_fd=parent_fd, follow_symlinks=False)
-                    if stat.S_ISREG(existing.st_mode):
-                        os.fchmod(fd, stat.S_IMODE(existing.st_mode))
-            finally:
-                os.close(fd)
-            os.rename(tmp, leaf, src_dir_fd=parent_fd, dst_dir_fd=parent_fd)
+        with _NewFile(parent_fd, leaf, 0o666) as new:
+            write_all(new.fd, peeked)
+            rest = move(in_fd, new.fd, None, None, len(peeked), body_methods(in_fd, new.fd), stats.by_method,
+                        options.progress)
+            stats.bytes = len(peeked) + rest
+            with suppress(FileNotFoundError):  # replacing a file keeps its permissions, like `cat >`
+                existing = os.stat(leaf, dir_fd=parent_fd, follow_symlinks=False)
+                if stat.S_ISREG(existing.st_mode):
+                    os.fchmod(new.fd, stat.S_IMODE(existing.st_mode))
+            new.place(parent_fd, leaf)
     finally:
         os.close(parent_fd)
     return stats
+
+
+class _NewFile:
+    """A file being received whole for ``leaf`` of a folder: an unnamed inode where one can be named
+    there (a receiver killed even by SIGKILL then leaves nothing), else a temp name beside it.
+    place() puts it at its name; leaving the block closes it, and removes a temp name not placed."""
+
+    __slots__ = ("fd", "parent_fd", "temp")
+
+    def __init__(self, parent_fd: int, leaf: str, mode: int):
+        self.parent_fd = parent_fd
+        self.temp: str | None = None
+        try:
+            if not _can_name_unnamed(parent_fd):
+                raise UnnamedUnsupported(errno.EOPNOTSUPP)
+            self.fd = open_unnamed(".", mode, dir_fd=parent_fd)
+        except UnnamedUnsupported:
+            self.temp = temp_name(leaf)
+            self.fd = os.open(self.temp, _NEW_FILE, mode, dir_fd=parent_fd)
+
+    def place(self, folder_fd: int, leaf: str) -> None:
+        if self.temp is None:
+            _link_into_place(self.fd, folder_fd, leaf)
+        else:
+            os.rename(self.temp, leaf, src_dir_fd=self.parent_fd, dst_dir_fd=folder_fd)
+            self.temp = None
+
+    def __enter__(self) -> _NewFile:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        os.close(self.fd)
+        if self.temp is not None:
+            _remove_temp(self.parent_fd, self.temp)
 
 
 class _FileReceiver:
@@ -203,14 +234,6 @@ class _FileReceiver:
         self.stats = stats
         self.options = options
         self._methods: tuple[Method, ...] = ()
-
-    def receive(self, parent_fd: int, tmp: str, member: Member) -> None:
-        """The body into ``tmp`` (created, must not exist), verified, with its metadata."""
-        fd = os.open(tmp, _NEW_FILE, 0o600, dir_fd=parent_fd)
-        try:
-            self.fill(fd, member, None)
-        finally:
-            os.close(fd)
 
     def fill(self, fd: int, member: Member, landing: Landing | None) -> None:
         """The body into the new, empty file open as ``fd``, verified, with its metadata.
@@ -319,15 +342,14 @@ class _Unpacker:
                 self._special(parts, member)
             self.received.add(parts)
 
-    def adopt(self, parent_fd: int, tmp: str, member: Member) -> None:
-        """A file received (complete, verified) before DEST became a folder: moved to its place."""
+    def adopt(self, new: _NewFile, member: Member) -> None:
+        """A file received (complete, verified) before DEST became a folder: put in its place."""
         parts = split_name(member.name)
         if not parts:
             raise StreamError("refusing an entry that names the destination folder itself")
         self.stats.entries += 1
         self._claim(parts, Kind.FILE)
-        folder = self.root.folder(parts[:-1], create=True)
-        os.rename(tmp, parts[-1], src_dir_fd=parent_fd, dst_dir_fd=folder)
+        new.place(self.root.folder(parts[:-1], create=True), parts[-1])
         self.received.add(parts)
 
     def _claim(self, parts: Parts, kind: Kind) -> None:
