@@ -15,14 +15,15 @@ from pathlib import Path
 
 import pytest
 from conftest import give_default_acl, need_root, need_tool
-from stream_support import MiB, build_tree, member, pipe_transfer, snapshot, temp_leftovers, walk_items, zcp_global
+from stream_support import (END, MiB, build_tree, member, pipe_transfer, receive_bytes, snapshot, temp_leftovers, walk_items,
+                            zcp_global)
 
 from zcp import hashing
 from zcp.config import Method
-from zcp.errors import SourceChanged
+from zcp.errors import SourceChanged, ZcpError
 from zcp.exec.atomic import UnnamedUnsupported
 from zcp.model import Entry
-from zcp.stream import members, reader, receive, write_stream, writer
+from zcp.stream import members, pax, reader, receive, write_stream, writer
 from zcp.stream.reader import TRAILING_MIN_SIZE
 
 
@@ -380,3 +381,15 @@ def test_a_big_body_is_verified_while_it_lands_and_gets_its_metadata(tmp_path, m
     st = (tmp_path / "dest" / "big").stat()
     assert (st.st_mode & 0o7777, st.st_uid, st.st_gid, st.st_mtime_ns) == (0o640, 1234, 5678, 2_000_000_000_456)
     assert (tmp_path / "dest" / "big").read_bytes() == (src / "big").read_bytes()
+
+
+@pytest.mark.parametrize("entry, kind", [(member(b"x", body=b"1"), "file"),
+                                         (member(b"x", pax.SYMLINK, linkname=b"t"), "symlink")], ids=["file", "symlink"])
+def test_an_entry_meeting_a_folder_is_named_in_the_error_not_its_temp(tmp_path, entry, kind):
+    (tmp_path / "dest" / "x" / "y").mkdir(parents=True)
+    with pytest.raises(ZcpError) as caught:
+        receive_bytes(entry + END, f"{tmp_path}/dest/")
+    assert str(caught.value) == f"a folder is in the way of {kind} 'x'"
+    assert caught.value.exit_code == 11
+    assert temp_leftovers(tmp_path) == []
+    assert (tmp_path / "dest" / "x" / "y").is_dir()

@@ -325,6 +325,12 @@ class _Unpacker:
 
     def _entry(self, member: Member) -> None:
         parts = split_name(member.name)
+        try:
+            self._place(parts, member)
+        except IsADirectoryError as exc:  # named after the entry, not the temp name that met the folder
+            raise IsADirectoryError(exc.errno, f"a folder is in the way of {member.kind} {display(parts)!r}") from None
+
+    def _place(self, parts: Parts, member: Member) -> None:
         if member.hardlink:
             self._hardlink(parts, member)
         elif member.kind is DIR:
