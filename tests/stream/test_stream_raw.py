@@ -75,6 +75,23 @@ def test_a_foreign_pax_stream_with_a_global_header_is_raw_to_a_file_name(tmp_pat
     assert (tmp_path / "out").read_bytes() == data
 
 
+@pytest.mark.parametrize("cut", [512, 513, 520, 530, 1023])
+def test_a_zcp_stream_cut_inside_its_first_header_is_truncated_not_raw(tmp_path, cut):
+    """What is left of zcp's version record says whose stream it was: its writer died, and the cut
+    stream must not land as a file that looks complete."""
+    src = tmp_path / "original"
+    src.write_bytes(b"x" * 5000)
+    with pytest.raises(StreamError, match="truncated stream"):
+        receive_bytes(one_file_stream(src)[:cut], str(tmp_path / "target"))
+    assert listing(tmp_path) == ["original"]
+
+
+def test_a_foreign_global_header_cut_short_is_still_raw(tmp_path):
+    data = pax.pax_header(b"g", pax.PAX_GLOBAL, [("comment", b"made elsewhere")])[:520]
+    receive_bytes(data, str(tmp_path / "out"))
+    assert (tmp_path / "out").read_bytes() == data
+
+
 def test_a_zcp_stream_of_one_file_becomes_that_file(tmp_path):
     src = tmp_path / "original"
     src.write_bytes(os.urandom(100_000))

@@ -114,6 +114,13 @@ def _sniff_zcp(in_fd: int, first: bytes) -> tuple[bytes, bool]:
     if header.typeflag != pax.PAX_GLOBAL or not 0 <= header.size <= pax.MAX_META_SIZE:
         return first, False
     peeked = first + read_exact(in_fd, header.size + pax.padding(header.size))
+    if len(peeked) < pax.BLOCK + header.size + pax.padding(header.size):
+        # The input ended inside this header. Raw bytes unless what came is zcp's version record
+        # cut short: a zcp stream whose writer died must not be saved as a file that looks fine.
+        body, opening = peeked[pax.BLOCK:], b"%d %s=" % (header.size, pax.KEY_VERSION.encode())
+        if body[: len(opening)] == opening[: len(body)]:
+            raise StreamError("truncated stream: it ends inside its first header")
+        return peeked, False
     try:
         records = pax.decode_records(peeked[pax.BLOCK : pax.BLOCK + header.size])
     except StreamError:
