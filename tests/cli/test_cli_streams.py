@@ -251,6 +251,14 @@ def test_a_reader_that_goes_away_ends_the_sender_quietly_with_141(tmp_path):
         (["-n", "a", "-"], "--dry-run: not supported"),
         (["--exclude", "x", "-", "out/"], "apply to the sending side"),
         (["missing", "-"], "cannot read 'missing'"),
+        (["-", "nope/raw"], "folder 'nope' does not exist"),
+        (["-", "nope/deeper/"], "folder 'nope' does not exist"),
+        (["-", "a/"], "target 'a/' is not a folder"),
+        (["--max-delete", "0", "-", "out/"], "--delete/--max-delete/--delete-excluded: not supported"),
+        (["--inplace", "-", "out"], "--inplace: not supported"),
+        (["-j", "2", "src/", "-"], "--jobs: not supported"),
+        (["--reflink", "never", "-", "out"], "--reflink: not supported"),
+        (["--verify", "a", "-"], "the receiving zcp verifies"),
     ],
 )
 def test_usage_errors(tmp_path, args, message):

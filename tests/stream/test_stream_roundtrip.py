@@ -393,3 +393,21 @@ def test_an_entry_meeting_a_folder_is_named_in_the_error_not_its_temp(tmp_path, 
     assert caught.value.exit_code == 11
     assert temp_leftovers(tmp_path) == []
     assert (tmp_path / "dest" / "x" / "y").is_dir()
+
+
+def test_verify_hashes_every_received_file_as_read_back_from_storage(tmp_path, monkeypatch):
+    """--verify on the receiver: each body's hash is checked after fdatasync and a drop from the
+    page cache, in memory, trailing or not, instead of from what was just written."""
+    src = tmp_path / "src"
+    src.mkdir()
+    sizes = {"small": 10, "mid": 100_000, "big": TRAILING_MIN_SIZE + 1}
+    for name, size in sizes.items():
+        (src / name).write_bytes(os.urandom(size))
+    read_back: list[int] = []
+    real = reader.read_back_digest
+    monkeypatch.setattr(reader, "read_back_digest", lambda fd, size: (read_back.append(size), real(fd, size))[1])
+    sent, got = pipe_transfer(walk_items(src), f"{tmp_path}/dest/", verify=True)
+    assert got.verified == 3
+    assert sorted(read_back) == sorted(sizes.values())
+    for name in sizes:
+        assert (tmp_path / "dest" / name).read_bytes() == (src / name).read_bytes()

@@ -105,7 +105,7 @@ def copy(
     if "-" in paths:  # a pipe end: stdin as the source or stdout as the destination
         from zcp.cli.streams import run_stream
 
-        return run_stream(sources, dest, config, stream_format)
+        return run_stream(sources, dest, config, stream_format, jobs_given=jobs != 0)
     from zcp.cli.run import run_copy  # imported late: --help and --version stay fast
 
     return run_copy(sources, dest, config)

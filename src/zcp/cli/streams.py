@@ -18,7 +18,7 @@ from zcp.cli.output import detach_stdout, human_bytes, printable
 from zcp.config import Compare, Config, Method, Reflink, StreamFormat
 from zcp.errors import BrokenPipe, ExitCode, FileError, SourceChanged, UsageError, ZcpError, describe, run_exit_code
 from zcp.model import SPECIAL_KINDS, Entry, Kind
-from zcp.planner.operands import named, take_operand
+from zcp.planner.operands import check_target, named, take_operand
 from zcp.planner.walk import join_rel, walk_tree
 from zcp.stream import ReceiveStats, StreamStats, receive, write_raw, write_stream
 from zcp.syscalls import FdKind, Progress, classify, grow_pipe
@@ -27,31 +27,35 @@ STDIO = "-"
 STDIN, STDOUT = 0, 1
 
 
-def run_stream(sources: list[str], dest: str, config: Config, stream_format: StreamFormat) -> int:
+def run_stream(sources: list[str], dest: str, config: Config, stream_format: StreamFormat,
+               jobs_given: bool = False) -> int:
     """Send SRC... to stdout (DEST is '-') or receive stdin into DEST (the only SRC is '-')."""
     sending = dest == STDIO
     if sending and STDIO in sources:
         raise UsageError("'-' cannot be both the source (stdin) and the destination (stdout)")
     if not sending and sources != [STDIO]:
         raise UsageError("stdin ('-') must be the only source: zcp [OPTIONS] - DST")
-    _refuse_unsupported_options(config, sending)
+    _refuse_unsupported_options(config, sending, jobs_given)
     if sending:
         return _send(sources, config, stream_format)
     return _receive(dest, config, stream_format)
 
 
-def _refuse_unsupported_options(config: Config, sending: bool) -> None:
+def _refuse_unsupported_options(config: Config, sending: bool, jobs_given: bool) -> None:
     """Options of the local copy that a stream cannot honour are errors, not silently ignored."""
     ignored = {
         "--dry-run": config.dry_run,
-        "--delete": config.delete,
+        "--delete/--max-delete/--delete-excluded": config.delete,
         "--update": config.update,
         "--ignore-existing": config.ignore_existing,
         "--itemize-changes": config.itemize,
         "--checksum/--size-only": config.compare is not Compare.QUICK,
         "--method": config.method is not Method.AUTO,
-        "--reflink=always": config.reflink is Reflink.ALWAYS,
+        "--reflink": config.reflink is not Reflink.AUTO,
         "--fsync": config.fsync,
+        "--inplace": config.inplace,
+        "--jobs": jobs_given,
+        "--verify (the receiving zcp verifies)": config.verify and sending,
         "--exclude/--include (they apply to the sending side)": config.filters is not None and not sending,
     }
     named = [option for option, given in ignored.items() if given]
@@ -190,6 +194,7 @@ def _sent_summary(stats: StreamStats, seconds: float) -> str:
 def _receive(dest: str, config: Config, stream_format: StreamFormat) -> int:
     if stream_format is not StreamFormat.RAW and classify(STDIN)[0] is FdKind.TTY:
         raise UsageError("refusing to read a stream from a terminal: pipe or redirect one to stdin")
+    check_target(dest)  # before a byte is read: a usage error, as for a local copy
     start = time.monotonic()
     _widen_pipe(STDIN)
     is_root = os.geteuid() == 0
@@ -204,6 +209,7 @@ def _receive(dest: str, config: Config, stream_format: StreamFormat) -> int:
             preserve_owner=config.preserve.owner and is_root,
             progress=meter.progress,
             on_file=meter.file_started,
+            verify=config.verify,
         )
     _Reporter(config).summary(_received_summary(stats, time.monotonic() - start), meter.shown)
     return ExitCode.OK

@@ -101,6 +101,15 @@ def _stat_operand(path: str, follow: bool) -> Entry:
     return Entry.from_stat(path, st)
 
 
+def check_target(dest: str) -> None:
+    """A destination named alone (a stream's DEST): a folder target (an existing folder, or a name
+    ending in '/') must be one or be creatable; a file target needs its folder."""
+    if dest.endswith("/") or os.path.isdir(dest):
+        _check_folder_target(dest)
+    else:
+        _check_parent(dest)
+
+
 def _check_folder_target(dest: str) -> None:
     if os.path.isdir(dest):
         return

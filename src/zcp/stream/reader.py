@@ -21,7 +21,7 @@ from typing import Literal
 
 from zcp.config import Method
 from zcp.errors import SourceChanged, StreamError, UsageError, ZcpError, describe
-from zcp.hashing import TrailingDigest, hash_bytes, hash_fd, hex_digest
+from zcp.hashing import TrailingDigest, hash_bytes, hash_fd, hex_digest, read_back_digest
 from zcp.model import DIR, FILE, SYMLINK, Kind, Landing
 from zcp.stream import pax
 from zcp.confine import ConfinedDir, Parts, display, split_name
@@ -60,6 +60,7 @@ class _Options:
     preserve_owner: bool
     progress: Progress | None
     on_file: Callable[[str], None] | None
+    verify: bool  # hash each file as read back from storage (fdatasync, dropped from the page cache)
     umask: int
     owner: tuple[int, int]  # what a file we create belongs to
 
@@ -74,6 +75,7 @@ def receive(
     preserve_owner: bool = os.geteuid() == 0,
     progress: Progress | None = None,
     on_file: Callable[[str], None] | None = None,
+    verify: bool = False,
 ) -> ReceiveStats:
     """Read a stream from ``in_fd`` into ``dest`` following the tar-vs-raw rule.
 
@@ -81,9 +83,9 @@ def receive(
     unpacked into it. Otherwise DEST names a file: a zcp stream holding one regular file becomes
     that file, any other zcp stream a new folder DEST; any other stream is written raw as that
     file, never unpacked. ``progress`` counts body bytes, ``on_file`` sees each file's name as it
-    begins.
+    begins. ``verify``: each file's hash is checked as read back from storage, not from memory.
     """
-    options = _Options(allow_devices, keep_perms, preserve_owner, progress, on_file, current_umask(),
+    options = _Options(allow_devices, keep_perms, preserve_owner, progress, on_file, verify, current_umask(),
                        (os.geteuid(), os.getegid()))
     to_folder = dest.endswith("/") or os.path.isdir(dest)
     try:
@@ -252,20 +254,25 @@ class _FileReceiver:
         if options.on_file is not None:
             options.on_file(member.name)
         size = member.size
+        verify = options.verify  # then hashed as read back from storage, not as written
+        digest = None
         if size <= SMALL_BODY:  # taken whole from the stream's buffer: one write, hashed in memory
             body = self.reader.small_body(member)
             write_all(fd, body)
             self.stats.by_method[_RW] += size
             if options.progress is not None:
                 options.progress(size)
-            digest = None if member.digest is None else hash_bytes(body)
-        elif member.digest is not None and member.size >= TRAILING_MIN_SIZE:
+            if member.digest is not None and not verify:
+                digest = hash_bytes(body)
+        elif member.digest is not None and member.size >= TRAILING_MIN_SIZE and not verify:
             with TrailingDigest(fd) as trailing:
                 self._write_big(fd, member, trailing.written)
                 digest = self._checked(lambda: trailing.digest(member.size), member)
         else:
             self._write_big(fd, member)
-            digest = None if member.digest is None else self._checked(lambda: hash_fd(fd, member.size), member)
+        if member.digest is not None and digest is None:
+            read_back = read_back_digest if verify else hash_fd
+            digest = self._checked(lambda: read_back(fd, size), member)
         if member.digest is not None:
             if digest != member.digest:
                 raise StreamError(
