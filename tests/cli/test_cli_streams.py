@@ -259,6 +259,7 @@ def test_a_reader_that_goes_away_ends_the_sender_quietly_with_141(tmp_path):
         (["-j", "2", "src/", "-"], "--jobs: not supported"),
         (["--reflink", "never", "-", "out"], "--reflink: not supported"),
         (["--verify", "a", "-"], "the receiving zcp verifies"),
+        (["--format", "tar", "-", "a"], "a: not a folder; --format=tar unpacks into a folder"),
     ],
 )
 def test_usage_errors(tmp_path, args, message):
@@ -271,6 +272,26 @@ def test_usage_errors(tmp_path, args, message):
     assert done.returncode == 1
     assert message in assert_one_error_line(_result(done))
     assert done.stdout == ""
+
+
+@pytest.mark.parametrize(("script", "message"), [("zcp -a - out/ <&-", "stdin is closed"),
+                                                 ("zcp -a src/ - >&-", "stdout is closed")], ids=["stdin", "stdout"])
+def test_a_closed_end_of_the_pipe_is_a_usage_error_and_never_taken_by_another_file(tmp_path, script, message):
+    """Without care, the first file zcp opens takes the closed fd's number and is read as stdin."""
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "a").write_bytes(b"a")
+    done = shell(script, tmp_path)
+    assert done.returncode == 1
+    assert message in assert_one_error_line(_result(done))
+    assert not (tmp_path / "out").exists()
+
+
+def test_with_stderr_closed_no_message_ever_reaches_the_stream_on_stdout(tmp_path):
+    done = shell("zcp -a missing - 2>&- | od -c", tmp_path)
+    assert done.returncode == 1  # pipefail: zcp's exit code
+    assert done.stdout == "0000000\n"  # od saw not a byte
+    done = shell("echo hi | zcp - copy 2>&-", tmp_path)
+    assert done.returncode == 0 and (tmp_path / "copy").read_bytes() == b"hi\n"
 
 
 # ---- where the stream goes -----------------------------------------------------------------------

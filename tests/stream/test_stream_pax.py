@@ -132,6 +132,17 @@ def test_numbers_as_other_tars_write_them_in_a_whole_header():
         pax.decode_header(bytes(block))
 
 
+@pytest.mark.parametrize("field", [b"-1\x00\x00\x00\x00\x00\x00", b"+7\x00\x00\x00\x00\x00\x00",
+                                   b"0o17\x00\x00\x00\x00", b"1_0\x00\x00\x00\x00\x00", b"0000009\x00"])
+def test_signs_separators_prefixes_and_non_octal_digits_are_refused(field):
+    """int() would take them all ('-1' as mode reads as 07777, setuid and sticky): GNU tar takes none."""
+    block = bytearray(pax.encode_header(b"f", pax.REGULAR, mode=0o644))
+    block[100:108] = field
+    block[148:156] = b"%06o\x00 " % sum(block[:148] + b" " * 8 + block[156:])
+    with pytest.raises(StreamError, match="bad octal"):
+        pax.decode_header(bytes(block))
+
+
 _RECORD_BYTES = st.binary(max_size=12).map(lambda b: b.replace(b"\x00", b"0"))
 
 

@@ -181,6 +181,10 @@ def time_beyond_time_t(j: Jail) -> bytes:
     return member(b"f", body=b"x", records=[("mtime", b"%d" % (1 << 63))]) + END
 
 
+def cut_end_marker(j: Jail) -> bytes:
+    return member(b"f", body=b"x") + END[:-100]
+
+
 def bad_checksum(j: Jail) -> bytes:
     second = bytearray(member(b"g", body=b"x"))
     second[0] = ord("h")
@@ -262,6 +266,7 @@ CASES: list[tuple[Case, str]] = [
     (absurd_extended_header_size, "extended header of 1099511627776 bytes refused"),
     (absurd_long_name_size, "extended header of 8589934592 bytes refused"),
     (time_beyond_time_t, "absurd time"),
+    (cut_end_marker, "ends inside the end-of-archive marker"),
     (bad_checksum, "bad tar header"),
     (hash_mismatch, "hash mismatch for 'f'"),
     (mid_hash_mismatch, "hash mismatch for 'f'"),

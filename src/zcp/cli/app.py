@@ -156,7 +156,25 @@ def _interrupted(signum: int, frame: object) -> None:
     raise Interrupted(signum)
 
 
+def _hold_closed_std_fds() -> None:
+    """A closed stdin, stdout or stderr gets an O_PATH fd on /dev/null, so that no file zcp opens
+    takes that number and is then read as stdin or written as stdout; reading or writing the
+    placeholder fails with EBADF, as on the closed fd."""
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            os.open(os.devnull, os.O_PATH | os.O_CLOEXEC)  # the lowest free number: this one
+    # Python leaves sys.stdout/sys.stderr None for a closed fd, and print(file=None) writes to
+    # stdout: a message must never end up in a stream there. Messages to a closed fd are lost.
+    if sys.stderr is None:
+        sys.stderr = open(os.devnull, "w")
+    if sys.stdout is None:
+        sys.stdout = open(os.devnull, "w")
+
+
 def main(argv: list[str] | None = None) -> NoReturn:
+    _hold_closed_std_fds()
     args = sys.argv[1:] if argv is None else argv
     for stop in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(stop, _interrupted)

@@ -7,6 +7,7 @@ metadata travels as `./`), `SRC` puts them under `basename(SRC)/`, a file is one
 
 from __future__ import annotations
 
+import fcntl
 import os
 import stat
 import sys
@@ -36,9 +37,16 @@ def run_stream(sources: list[str], dest: str, config: Config, stream_format: Str
     if not sending and sources != [STDIO]:
         raise UsageError("stdin ('-') must be the only source: zcp [OPTIONS] - DST")
     _refuse_unsupported_options(config, sending, jobs_given)
+    _require_open(STDOUT if sending else STDIN)
     if sending:
         return _send(sources, config, stream_format)
     return _receive(dest, config, stream_format)
+
+
+def _require_open(fd: int) -> None:
+    """The stream's end of the pipe must have been open when zcp started (cli.app holds a closed one)."""
+    if fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_PATH:
+        raise UsageError(f"{'stdin' if fd == STDIN else 'stdout'} is closed: nothing to {'read' if fd == STDIN else 'write'} the stream through")
 
 
 def _refuse_unsupported_options(config: Config, sending: bool, jobs_given: bool) -> None:

@@ -179,6 +179,8 @@ class TarReader:
         if block != pax.ZERO_BLOCK:
             return block
         second = self._take(pax.BLOCK)
+        if 0 < len(second) < pax.BLOCK:
+            raise StreamError("truncated stream: it ends inside the end-of-archive marker")
         if second and second != pax.ZERO_BLOCK:
             raise StreamError("malformed stream: a lone zero block before more entries")
         return None

@@ -108,6 +108,9 @@ def decode_number(field: bytes) -> int:
     if not digits:
         return 0
     try:
+        # int() alone would also take a sign, '_' separators and a '0o' prefix: GNU tar does not.
+        if not digits.isdigit():
+            raise ValueError
         return int(digits, 8)
     except ValueError:
         raise StreamError(f"bad octal number {digits!r} in a tar header") from None
@@ -192,12 +195,13 @@ def decode_header(block: bytes) -> Header:
 
 
 def _octal(field: bytes) -> int:
-    try:
-        # Plain octal with trailing NULs, as POSIX writers put it: int() alone takes the same
-        # digits decode_number would (it strips blanks too); anything else goes the long way.
-        return int(field.rstrip(b"\x00"), 8)
-    except ValueError:
-        return decode_number(field)
+    digits = field.rstrip(b"\x00")
+    if digits.isdigit():  # plain octal with trailing NULs, as POSIX writers put it (ASCII digits only)
+        try:
+            return int(digits, 8)
+        except ValueError:  # an 8 or a 9
+            pass
+    return decode_number(field)
 
 
 @lru_cache(maxsize=1024)

@@ -94,6 +94,8 @@ def receive(
                 raise UsageError(f"{dest}: raw data needs a file name, not a folder")
             return _receive_raw(in_fd, dest, b"", options)
         if fmt == "tar":
+            if not to_folder and os.path.lexists(dest):
+                raise UsageError(f"{dest}: not a folder; --format=tar unpacks into a folder")
             return _unpack(TarReader(in_fd), dest, options)
         first = read_exact(in_fd, pax.BLOCK)
         if to_folder:
