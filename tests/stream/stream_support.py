@@ -13,6 +13,8 @@ import threading
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+import xxhash
+
 from zcp.errors import BrokenPipe
 from zcp.model import Entry
 from zcp.stream import ReceiveStats, StreamStats, receive, write_stream
@@ -172,6 +174,11 @@ def stream_of(root: Path) -> bytes:
 
 def zcp_global() -> bytes:
     return pax.pax_header(b"././@PaxGlobalHeader", pax.PAX_GLOBAL, [(pax.KEY_VERSION, b"1")])
+
+
+def hashed(body: bytes) -> list[tuple[str, bytes]]:
+    """The hash record zcp sends with every file (a zcp stream refuses a file without one)."""
+    return [(pax.KEY_HASH, xxhash.xxh3_128_hexdigest(body).encode())]
 
 
 def member(

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from stream_support import END, build_tree, collect, member, receive_bytes, snapshot, walk_items, zcp_global
+from stream_support import END, build_tree, collect, hashed, member, receive_bytes, snapshot, walk_items, zcp_global
 
 from zcp.errors import StreamError
 from zcp.model import Entry
@@ -139,8 +139,8 @@ def test_padding_held_back_survives_entries_left_out(tmp_path):
 
 
 def test_a_stream_cut_inside_the_padding_fails_before_the_file_is_placed(tmp_path):
-    whole = zcp_global() + member(b"f", body=b"abc") + END
-    cut = whole[: len(zcp_global()) + pax.BLOCK + 3 + 100]  # header, body, part of the padding
+    whole = zcp_global() + member(b"f", body=b"abc", records=hashed(b"abc")) + END
+    cut = whole[: whole.index(b"abc\x00") + 3 + 100]  # headers, body, part of the padding
     dest = tmp_path / "dest"
     with pytest.raises(StreamError, match="ends inside the body of 'f'"):
         receive_bytes(cut, f"{dest}/")

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from conftest import give_default_acl, need_root, need_tool
-from stream_support import (END, MiB, build_tree, member, pipe_transfer, receive_bytes, snapshot, temp_leftovers, walk_items,
+from stream_support import (END, MiB, build_tree, hashed, member, pipe_transfer, receive_bytes, snapshot, temp_leftovers, walk_items,
                             zcp_global)
 
 from zcp import hashing
@@ -209,10 +209,10 @@ def test_a_receiver_killed_inside_a_body_leaves_nothing(tmp_path, shape):
     body = os.urandom(8 * MiB)
     if shape == "tree":
         dest, writing_in, left = f"{tmp_path}/dest/", tmp_path / "dest" / "sub", ["dest", "dest/sub"]
-        stream = zcp_global() + member(b"sub/big", body=body, records=[("mtime", b"1700000000.5")])
+        stream = zcp_global() + member(b"sub/big", body=body, records=[("mtime", b"1700000000.5"), *hashed(body)])
     else:
         dest, writing_in, left = f"{tmp_path}/copy", tmp_path, []
-        stream = zcp_global() + member(b"big", body=body) if shape == "one file" else body
+        stream = zcp_global() + member(b"big", body=body, records=hashed(body)) if shape == "one file" else body
     receiver = subprocess.Popen([sys.executable, "-m", "zcp", "-", dest], stdin=subprocess.PIPE,
                                 stderr=subprocess.DEVNULL)
     try:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from conftest import need
-from stream_support import END, member, receive_bytes, temp_leftovers, zcp_global
+from stream_support import END, hashed, member, receive_bytes, temp_leftovers, zcp_global
 
 from zcp.errors import StreamError
 from zcp import confine
@@ -148,7 +148,8 @@ def truncated_header(j: Jail) -> bytes:
 
 
 def truncated_body(j: Jail) -> bytes:
-    return zcp_global() + pax.encode_header(b"f", pax.REGULAR, size=5000) + os.urandom(3000)
+    return zcp_global() + pax.pax_header(b"././@PaxHeader", pax.PAX_EXTENDED, [(pax.KEY_HASH, b"00" * 16)]) + \
+        pax.encode_header(b"f", pax.REGULAR, size=5000) + os.urandom(3000)
 
 
 def big_truncated_body(j: Jail) -> bytes:
@@ -162,7 +163,7 @@ def truncated_padding(j: Jail) -> bytes:
 
 
 def no_end_marker_in_zcp_stream(j: Jail) -> bytes:
-    return zcp_global() + member(b"f", body=b"x")
+    return zcp_global() + member(b"f", body=b"x", records=hashed(b"x"))
 
 
 def absurd_pax_size(j: Jail) -> bytes:
@@ -183,6 +184,11 @@ def time_beyond_time_t(j: Jail) -> bytes:
 
 def cut_end_marker(j: Jail) -> bytes:
     return member(b"f", body=b"x") + END[:-100]
+
+
+def zcp_file_without_hash(j: Jail) -> bytes:
+    """A bit flipped in the key turns the record into an unknown one: the body must not go unchecked."""
+    return zcp_global() + member(b"f", body=b"tampered", records=[("ZCP.xxh3_129", b"00" * 16)]) + END
 
 
 def bad_checksum(j: Jail) -> bytes:
@@ -267,6 +273,7 @@ CASES: list[tuple[Case, str]] = [
     (absurd_long_name_size, "extended header of 8589934592 bytes refused"),
     (time_beyond_time_t, "absurd time"),
     (cut_end_marker, "ends inside the end-of-archive marker"),
+    (zcp_file_without_hash, "no ZCP.xxh3_128 record for 'f' in a zcp stream"),
     (bad_checksum, "bad tar header"),
     (hash_mismatch, "hash mismatch for 'f'"),
     (mid_hash_mismatch, "hash mismatch for 'f'"),

@@ -255,6 +255,8 @@ class _FileReceiver:
         options = self.options
         if options.on_file is not None:
             options.on_file(member.name)
+        if member.digest is None and self.reader.is_zcp:  # zcp hashes every file: a lost record is damage
+            raise StreamError(f"no {pax.KEY_HASH} record for {member.name!r} in a zcp stream")
         size = member.size
         verify = options.verify  # then hashed as read back from storage, not as written
         digest = None
