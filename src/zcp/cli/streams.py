@@ -101,7 +101,8 @@ def _send_tree(sources: list[str], config: Config) -> int:
     roots = _roots(sources, config)
     reporter = _Reporter(config)
     with _Meter(config, "sending") as meter:
-        stats = write_stream(STDOUT, meter.files(_items(roots, config, reporter)), progress=meter.progress)
+        stats = write_stream(STDOUT, meter.files(_items(roots, config, reporter)), progress=meter.progress,
+                             xattrs=config.preserve.xattrs)
     for path in stats.vanished:
         reporter.vanished(path)
     for path, reason in stats.failed:
@@ -206,6 +207,7 @@ def _receive(dest: str, config: Config, stream_format: StreamFormat) -> int:
     start = time.monotonic()
     _widen_pipe(STDIN)
     is_root = os.geteuid() == 0
+    reporter = _Reporter(config)
     meter = _Meter(config, "receiving")
     with meter:
         stats = receive(
@@ -218,8 +220,10 @@ def _receive(dest: str, config: Config, stream_format: StreamFormat) -> int:
             progress=meter.progress,
             on_file=meter.file_started,
             verify=config.verify,
+            xattrs=config.preserve.xattrs,
+            on_warning=reporter.warned,
         )
-    _Reporter(config).summary(_received_summary(stats, time.monotonic() - start), meter.shown)
+    reporter.summary(_received_summary(stats, time.monotonic() - start), meter.shown)
     return ExitCode.OK
 
 

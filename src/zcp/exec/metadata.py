@@ -14,7 +14,7 @@ from zcp.config import Preserve
 from zcp.model import DIR, Entry, Kind
 
 # Errors that mean "this filesystem cannot hold that attribute": reported once as a warning.
-_XATTR_UNSUPPORTED = frozenset({errno.ENOTSUP, errno.EOPNOTSUPP, errno.EPERM, errno.EACCES})
+XATTR_UNSUPPORTED = frozenset({errno.ENOTSUP, errno.EOPNOTSUPP, errno.EPERM, errno.EACCES})
 _PRUNED_NAMESPACES = ("user.", "trusted.")
 
 
@@ -107,7 +107,7 @@ def copy_xattrs(src: int | str, dst_fd: int, prune: bool = False) -> list[str]:
                 if name.startswith(_PRUNED_NAMESPACES):
                     os.removexattr(dst_fd, name)
     except OSError as exc:
-        if exc.errno in _XATTR_UNSUPPORTED:
+        if exc.errno in XATTR_UNSUPPORTED:
             return []
         raise
     warnings = []
@@ -115,7 +115,7 @@ def copy_xattrs(src: int | str, dst_fd: int, prune: bool = False) -> list[str]:
         try:
             os.setxattr(dst_fd, name, os.getxattr(src, name))
         except OSError as exc:
-            if exc.errno not in _XATTR_UNSUPPORTED:
+            if exc.errno not in XATTR_UNSUPPORTED:
                 raise
             warnings.append(f"xattr {name} not kept: {exc.strerror}")
     return warnings
@@ -123,14 +123,18 @@ def copy_xattrs(src: int | str, dst_fd: int, prune: bool = False) -> list[str]:
 
 def xattrs_differ(a: str, b: str) -> bool:
     """Whether two paths carry different extended attributes (symlinks not followed)."""
-    return _xattrs(a) != _xattrs(b)
+    return read_xattrs(a) != read_xattrs(b)
 
 
-def _xattrs(path: str) -> dict[str, bytes]:
+def read_xattrs(target: int | str) -> dict[str, bytes]:
+    """Every extended attribute of an open fd, or of a path (a symlink not followed); none where
+    the filesystem has none or will not show them."""
     try:
-        return {name: os.getxattr(path, name, follow_symlinks=False)
-                for name in os.listxattr(path, follow_symlinks=False)}
+        if isinstance(target, int):
+            return {name: os.getxattr(target, name) for name in os.listxattr(target)}
+        return {name: os.getxattr(target, name, follow_symlinks=False)
+                for name in os.listxattr(target, follow_symlinks=False)}
     except OSError as exc:
-        if exc.errno in _XATTR_UNSUPPORTED:
+        if exc.errno in XATTR_UNSUPPORTED:
             return {}
         raise

@@ -33,6 +33,8 @@ _KIND_BY_TYPE = {
 _META_TYPES = frozenset({pax.PAX_EXTENDED, pax.PAX_GLOBAL, pax.GNU_LONGNAME, pax.GNU_LONGLINK})
 # Keys known not to be GNU.sparse.*: a member carrying only these needs no prefix check.
 _PLAIN_KEYS = frozenset({"path", "linkpath", "size", "uid", "gid", "mtime", "atime", "hdrcharset", pax.KEY_VERSION, pax.KEY_HASH})
+_XATTR_PREFIX = "SCHILY.xattr."  # GNU tar's and star's records of extended attributes
+_XATTR_PREFIX_LENGTH = len(_XATTR_PREFIX)
 _TIME_LIMIT = (1 << 63) * 1_000_000_000  # ns: utimensat takes 64-bit seconds (filesystems clamp)
 _ID_LIMIT = 2**32 - 2  # (uid_t)-1 means "leave unchanged" to chown
 # Bodies up to this size are taken into memory whole (written with one write, hashed there);
@@ -65,6 +67,7 @@ class Member(NamedTuple):
     devmajor: int
     devminor: int
     digest: bytes | None  # ZCP.xxh3_128 of the body
+    xattrs: tuple[tuple[str, bytes], ...] = ()  # SCHILY.xattr.<name> records: (name, value)
 
 
 class TarReader:
@@ -118,7 +121,7 @@ class TarReader:
                 mtime, atime, digest = quick.groups()
                 return _member(header, name, linkname, header.size, int(mtime.replace(b".", b"")),
                                int(atime.replace(b".", b"")), header.uid, header.gid,
-                               None if digest is None else binascii.unhexlify(digest))
+                               None if digest is None else binascii.unhexlify(digest), ())
             if quick:
                 extended = pax.decode_records(quick.string)
             return _extended_member(header, {**self._globals, **extended} if self._globals else extended, name, linkname)
@@ -230,6 +233,11 @@ class TarReader:
 
 def _extended_member(header: pax.Header, records: dict[str, bytes], name: bytes, linkname: bytes) -> Member:
     """The member with any pax records applied (global ones merged in)."""
+    xattrs: tuple[tuple[str, bytes], ...] = ()
+    if not records.keys() <= _PLAIN_KEYS:
+        # An empty value is an empty xattr here, not an unset record: taken before those go.
+        xattrs = tuple(_xattr(key[_XATTR_PREFIX_LENGTH:], value, name) for key, value in records.items()
+                       if key.startswith(_XATTR_PREFIX))
     if b"" in records.values():
         records = {key: value for key, value in records.items() if value}  # empty value: unset
     if not records.keys() <= _PLAIN_KEYS:
@@ -245,11 +253,18 @@ def _extended_member(header: pax.Header, records: dict[str, bytes], name: bytes,
     uid = header.uid if (value := get("uid")) is None else pax.parse_decimal(value, "uid", _ID_LIMIT)
     gid = header.gid if (value := get("gid")) is None else pax.parse_decimal(value, "gid", _ID_LIMIT)
     digest = None if (value := get(pax.KEY_HASH)) is None else _digest(value, name)
-    return _member(header, name, linkname, size, mtime_ns, atime_ns, uid, gid, digest)
+    return _member(header, name, linkname, size, mtime_ns, atime_ns, uid, gid, digest, xattrs)
+
+
+def _xattr(key: str, value: bytes, name: bytes) -> tuple[str, bytes]:
+    """One SCHILY.xattr record's name, checked: setxattr takes no empty name, NUL or over 255 bytes."""
+    if not key or "\x00" in key or len(os.fsencode(key)) > 255:
+        raise StreamError(f"bad xattr name {key[:40]!r} for {os.fsdecode(name)!r}")
+    return key, value
 
 
 def _member(header: pax.Header, name: bytes, linkname: bytes, size: int, mtime_ns: int, atime_ns: int | None,
-            uid: int, gid: int, digest: bytes | None) -> Member:
+            uid: int, gid: int, digest: bytes | None, xattrs: tuple[tuple[str, bytes], ...]) -> Member:
     """The member from its header and final values, checked."""
     typeflag = header.typeflag
     hardlink = typeflag == pax.HARDLINK
@@ -268,7 +283,7 @@ def _member(header: pax.Header, name: bytes, linkname: bytes, size: int, mtime_n
     return tuple.__new__(Member, (
         name.decode(_FS_ENCODING, _FS_ERRORS), kind, hardlink, header.mode & 0o7777, uid, gid, size, mtime_ns,
         atime_ns, linkname.decode(_FS_ENCODING, _FS_ERRORS) if linkname else "", header.devmajor, header.devminor,
-        digest))
+        digest, xattrs))
 
 
 def _digest(value: bytes, name: bytes) -> bytes:

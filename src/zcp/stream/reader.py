@@ -26,7 +26,7 @@ from zcp.model import DIR, FILE, SYMLINK, Kind, Landing
 from zcp.stream import pax
 from zcp.confine import ConfinedDir, Parts, display, split_name
 from zcp.exec.atomic import UnnamedUnsupported, link_unnamed, open_unnamed, temp_name
-from zcp.exec.metadata import current_umask
+from zcp.exec.metadata import XATTR_UNSUPPORTED, current_umask
 from zcp.stream.members import SMALL_BODY, Member, TarReader
 from zcp.stream.transfer import body_methods, move, read_exact, write_all
 from zcp.syscalls import Progress
@@ -61,6 +61,8 @@ class _Options:
     progress: Progress | None
     on_file: Callable[[str], None] | None
     verify: bool  # hash each file as read back from storage (fdatasync, dropped from the page cache)
+    xattrs: bool  # set the extended attributes that files and folders carry
+    on_warning: Callable[[str], None]
     umask: int
     owner: tuple[int, int]  # what a file we create belongs to
 
@@ -76,6 +78,8 @@ def receive(
     progress: Progress | None = None,
     on_file: Callable[[str], None] | None = None,
     verify: bool = False,
+    xattrs: bool = False,
+    on_warning: Callable[[str], None] = lambda message: None,
 ) -> ReceiveStats:
     """Read a stream from ``in_fd`` into ``dest`` following the tar-vs-raw rule.
 
@@ -84,9 +88,11 @@ def receive(
     that file, any other zcp stream a new folder DEST; any other stream is written raw as that
     file, never unpacked. ``progress`` counts body bytes, ``on_file`` sees each file's name as it
     begins. ``verify``: each file's hash is checked as read back from storage, not from memory.
+    ``xattrs``: files and folders get the extended attributes they carry (user.* always; the
+    other namespaces, which hold ACLs, labels and capabilities, only as root with ``keep_perms``).
     """
-    options = _Options(allow_devices, keep_perms, preserve_owner, progress, on_file, verify, current_umask(),
-                       (os.geteuid(), os.getegid()))
+    options = _Options(allow_devices, keep_perms, preserve_owner, progress, on_file, verify, xattrs, on_warning,
+                       current_umask(), (os.geteuid(), os.getegid()))
     to_folder = dest.endswith("/") or os.path.isdir(dest)
     try:
         if fmt == "raw":
@@ -514,6 +520,16 @@ def apply_fd_metadata(fd: int, member: Member, options: _Options, landing: Landi
     mode = _mode(member, options)
     if options.preserve_owner and (landing is None or landing.setgid or (member.uid, member.gid) != options.owner):
         os.fchown(fd, member.uid, member.gid)
+    if member.xattrs and options.xattrs:
+        privileged = options.preserve_owner and options.keep_perms  # root, and asked for set-id bits too
+        for name, value in member.xattrs:
+            if privileged or name.startswith("user."):
+                try:
+                    os.setxattr(fd, name, value)
+                except OSError as exc:  # this filesystem cannot hold it: as the local copy, a warning
+                    if exc.errno not in XATTR_UNSUPPORTED:
+                        raise
+                    options.on_warning(f"{member.name}: xattr {name} not kept: {exc.strerror}")
     # After chown, which clears set-id bits (only those: a mode without them needs no new chmod).
     if landing is None or landing.default_acl or mode & (_SUID_BITS | options.umask):
         os.fchmod(fd, mode)

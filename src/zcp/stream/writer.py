@@ -21,6 +21,7 @@ from typing import TypeVar
 
 from zcp.config import Method
 from zcp.errors import SourceChanged, describe
+from zcp.exec.metadata import read_xattrs
 from zcp.hashing import hash_bytes, hash_fd
 from zcp.model import DEVICE_KINDS, DIR, FILE, SYMLINK, Entry, Kind
 from zcp.stream import pax
@@ -59,15 +60,17 @@ class StreamStats:
     by_method: Counter[Method] = field(default_factory=Counter)
 
 
-def write_stream(out_fd: int, items: Iterable[tuple[str, Entry]], *, progress: Progress | None = None) -> StreamStats:
+def write_stream(out_fd: int, items: Iterable[tuple[str, Entry]], *, progress: Progress | None = None,
+                 xattrs: bool = False) -> StreamStats:
     """Write ``items`` (archive name, lstat snapshot) as a zcp pax stream, then the end marker.
+    ``xattrs``: files and folders carry their extended attributes (SCHILY.xattr.*, as GNU tar).
 
     An entry that fails before its header is written (vanished, unreadable, no longer a regular
     file, changed while hashed) is left out and listed in ``vanished`` or ``failed``. A file that
     changes after its header went out raises SourceChanged naming it: the stream is then unusable.
     BrokenPipe when the reader went away.
     """
-    sender = _Sender(out_fd, progress)
+    sender = _Sender(out_fd, progress, xattrs)
     sender.put(pax.pax_header(b"././@PaxGlobalHeader", pax.PAX_GLOBAL, [(pax.KEY_VERSION, pax.ZCP_VERSION.encode())]))
     stats = sender.stats
     first_names: dict[tuple[int, int], bytes] = {}  # (dev, ino) of multiply linked files
@@ -92,8 +95,10 @@ def write_stream(out_fd: int, items: Iterable[tuple[str, Entry]], *, progress: P
             stats.skipped += 1
             continue
         else:
-            sender.put(_entry_headers(arcname, _TYPE_BY_KIND[kind], entry))
-            written = True
+            extra = _before_header(sender.xattr_records, entry.path, stats) if kind is DIR else b""
+            written = extra is not None
+            if written:
+                sender.put(_entry_headers(arcname, _TYPE_BY_KIND[kind], entry, extra=extra))
         stats.entries += written
     sender.put(pax.ZERO_BLOCK * 2)
     sender.flush()
@@ -125,8 +130,9 @@ class _Sender:
     """Entries onto ``out_fd``: headers, padding and small bodies gathered into few writes, one
     kernel copy per big body."""
 
-    def __init__(self, out_fd: int, progress: Progress | None):
+    def __init__(self, out_fd: int, progress: Progress | None, xattrs: bool = False):
         self.out_fd = out_fd
+        self.xattrs = xattrs
         self.methods = method_chain(FdKind.FILE, *classify(out_fd))
         self.progress = progress
         self.stats = StreamStats()
@@ -139,6 +145,13 @@ class _Sender:
         self._pending_size += sum(map(len, chunks))
         if self._pending_size >= BATCH:
             self.flush()
+
+    def xattr_records(self, target: int | str) -> bytes:
+        """The SCHILY.xattr records of an open file or a folder's path, when asked for."""
+        if not self.xattrs:
+            return b""
+        return b"".join(pax.record(b"SCHILY.xattr." + os.fsencode(name), value)
+                        for name, value in sorted(read_xattrs(target).items()))
 
     def flush(self) -> None:
         """Write everything queued, in one call."""
@@ -176,7 +189,7 @@ class _Sender:
         if self.progress:
             self.progress(len(body))
         headers = _headers(arcname, pax.REGULAR, stat.S_IMODE(after.st_mode), after.st_uid, after.st_gid, len(body),
-                           entry.mtime_ns, entry.atime_ns, digest=hash_bytes(body))
+                           entry.mtime_ns, entry.atime_ns, digest=hash_bytes(body), extra=self.xattr_records(fd))
         self.put(headers, body, pax.ZERO_BLOCK[: pax.padding(len(body))])
         self._count(len(body))
         return True
@@ -197,7 +210,7 @@ class _Sender:
             stats.failed.append((path, str(exc)))
             return False
         self.put(_headers(arcname, pax.REGULAR, stat.S_IMODE(before.st_mode), before.st_uid, before.st_gid, size,
-                          before.st_mtime_ns, before.st_atime_ns, digest=digest))
+                          before.st_mtime_ns, before.st_atime_ns, digest=digest, extra=self.xattr_records(fd)))
         self.flush()
         try:
             move(fd, self.out_fd, size, 0, None, self.methods, stats.by_method, self.progress)
@@ -224,11 +237,11 @@ def _archive_name(name: str, kind: Kind) -> bytes:
     return raw.rstrip(b"/") + b"/" if kind is DIR else raw
 
 
-def _entry_headers(arcname: bytes, typeflag: bytes, entry: Entry, *, linkname: bytes = b"") -> bytes:
+def _entry_headers(arcname: bytes, typeflag: bytes, entry: Entry, *, linkname: bytes = b"", extra: bytes = b"") -> bytes:
     """Headers of an entry without a body, from its lstat snapshot."""
     device = (os.major(entry.rdev), os.minor(entry.rdev)) if entry.kind in DEVICE_KINDS else (0, 0)
     return _headers(arcname, typeflag, entry.mode, entry.uid, entry.gid, 0, entry.mtime_ns, entry.atime_ns,
-                    linkname=linkname, device=device)
+                    linkname=linkname, device=device, extra=extra)
 
 
 def _headers(
@@ -244,8 +257,9 @@ def _headers(
     linkname: bytes = b"",
     digest: bytes | None = None,
     device: tuple[int, int] = (0, 0),
+    extra: bytes = b"",
 ) -> bytes:
-    """The 'x' header with exact values, then the ustar header with what fits."""
+    """The 'x' header with exact values (and ``extra`` records), then the ustar header with what fits."""
     records: list[bytes] = []
     if not (len(arcname) <= 100 and len(linkname) <= 100 and arcname.isascii() and linkname.isascii()):
         records += _name_records(arcname, linkname)
@@ -261,6 +275,8 @@ def _headers(
         records.append(pax.record(b"mtime", mtime) + pax.record(b"atime", atime))
     if digest is not None:
         records.append(_HASH_RECORD % binascii.hexlify(digest))  # hex_digest() as bytes
+    if extra:
+        records.append(extra)
     header = pax.ustar_block(
         arcname,
         typeflag,

@@ -1,0 +1,104 @@
+"""Extended attributes across a stream (-X, in -a): SCHILY.xattr records, as GNU tar writes them."""
+
+from __future__ import annotations
+
+import errno
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import need_root, need_tool
+from stream_support import END, hashed, member, receive_bytes, zcp_global
+
+from zcp.errors import StreamError
+from zcp.exec.metadata import read_xattrs
+
+ZCP = [sys.executable, "-m", "zcp"]
+BINARY = b"\x00\xffbinary\nvalue"
+
+
+def _user_xattrs(path: Path) -> dict[str, bytes]:
+    return {name: value for name, value in read_xattrs(str(path)).items() if name.startswith("user.")}
+
+
+def _tree(root: Path) -> Path:
+    """A small and a big file and a folder, each with user xattrs (a binary one, an empty one)."""
+    (root / "dir").mkdir(parents=True)
+    (root / "small").write_bytes(b"small")
+    (root / "big").write_bytes(os.urandom(3 << 20))
+    (root / "plain").write_bytes(b"no xattrs")
+    for name in ("small", "big", "dir"):
+        os.setxattr(root / name, "user.binary", BINARY)
+        os.setxattr(root / name, "user.empty", b"")
+    os.setxattr(root / "dir", "user.folder", b"yes")
+    return root
+
+
+def _pipe(sender: list[str], receiver: list[str], cwd: Path) -> None:
+    send = subprocess.Popen(sender, cwd=cwd, stdout=subprocess.PIPE)
+    done = subprocess.run(receiver, cwd=cwd, stdin=send.stdout, capture_output=True, timeout=60)
+    send.stdout.close()
+    assert send.wait(timeout=60) == 0 and done.returncode == 0, done.stderr
+
+
+@pytest.mark.parametrize("options", [["-a"], ["-rX"]], ids=["archive", "xattrs"])
+def test_xattrs_cross_a_stream_with_archive_or_x(tmp_path, options):
+    src = _tree(tmp_path / "src")
+    _pipe([*ZCP, *options, "src/", "-"], [*ZCP, *options, "-", "out/"], tmp_path)
+    for name in ("small", "big", "dir", "plain"):
+        assert _user_xattrs(tmp_path / "out" / name) == _user_xattrs(src / name), name
+
+
+def test_without_x_no_xattr_is_sent(tmp_path):
+    _tree(tmp_path / "src")
+    _pipe([*ZCP, "-rlpt", "src/", "-"], [*ZCP, "-a", "-", "out/"], tmp_path)
+    assert _user_xattrs(tmp_path / "out" / "small") == {}
+
+
+def test_gnu_tar_reads_and_writes_them_alike(tmp_path):
+    tar = need_tool("tar")
+    src = _tree(tmp_path / "src")
+    (tmp_path / "by-tar").mkdir()
+    _pipe([*ZCP, "-a", "src/", "-"], [tar, "--xattrs", "--xattrs-include=user.*", "-x", "-C", "by-tar"], tmp_path)
+    _pipe([tar, "--xattrs", "-C", "src", "-cf", "-", "."], [*ZCP, "-a", "-", "from-tar/"], tmp_path)
+    for name in ("small", "big", "dir"):
+        assert _user_xattrs(tmp_path / "by-tar" / name) == _user_xattrs(src / name), name
+        assert _user_xattrs(tmp_path / "from-tar" / name) == _user_xattrs(src / name), name
+
+
+def _file_with(xattrs: list[tuple[str, bytes]]) -> bytes:
+    records = [*hashed(b"x"), *((f"SCHILY.xattr.{name}", value) for name, value in xattrs)]
+    return zcp_global() + member(b"f", body=b"x", records=records) + END
+
+
+def test_other_namespaces_only_as_root_with_perms(tmp_path):
+    """trusted.* and security.* hold what only root may set (capabilities among them): like set-id
+    bits, they are kept only when asked to keep permissions too."""
+    need_root()
+    stream = _file_with([("user.u", b"1"), ("trusted.t", b"2")])
+    receive_bytes(stream, f"{tmp_path}/plain/", xattrs=True, preserve_owner=True, keep_perms=False)
+    assert read_xattrs(str(tmp_path / "plain" / "f")) == {"user.u": b"1"}
+    receive_bytes(stream, f"{tmp_path}/kept/", xattrs=True, preserve_owner=True, keep_perms=True)
+    assert read_xattrs(str(tmp_path / "kept" / "f")) == {"user.u": b"1", "trusted.t": b"2"}
+    receive_bytes(stream, f"{tmp_path}/none/", xattrs=False, preserve_owner=True, keep_perms=True)
+    assert read_xattrs(str(tmp_path / "none" / "f")) == {}
+
+
+@pytest.mark.parametrize("name", ["", "user.a\x00b", "user." + "x" * 260])
+def test_a_bad_xattr_name_is_a_stream_error(tmp_path, name):
+    with pytest.raises(StreamError, match="bad xattr name"):
+        receive_bytes(_file_with([(name, b"v")]), f"{tmp_path}/dest/", xattrs=True)
+    assert os.listdir(tmp_path / "dest") == []
+
+
+def test_a_filesystem_that_cannot_hold_one_gets_a_warning_and_the_file(tmp_path, monkeypatch):
+    def refuse(*args):
+        raise OSError(errno.EOPNOTSUPP, os.strerror(errno.EOPNOTSUPP))
+
+    monkeypatch.setattr(os, "setxattr", refuse)
+    warnings: list[str] = []
+    stats = receive_bytes(_file_with([("user.u", b"1")]), f"{tmp_path}/dest/", xattrs=True, on_warning=warnings.append)
+    assert stats.files == 1 and (tmp_path / "dest" / "f").read_bytes() == b"x"
+    assert warnings == [f"f: xattr user.u not kept: {os.strerror(errno.EOPNOTSUPP)}"]
