@@ -82,7 +82,6 @@ def create_temp(target: str, mode: int = 0o600) -> tuple[str, int]:
 _ROOT_FD = os.open("/", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
 # O_TMPFILE is refused by filesystems that lack it (EOPNOTSUPP), or by old kernels (EISDIR, EINVAL).
 _NO_TMPFILE = frozenset({errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL})
-_PROC_FD = os.path.isdir("/proc/self/fd")
 # linkat() of an unnamed inode, by fd or through /proc/self/fd/N, refused (an LSM, a restricted
 # /proc, a filesystem that cannot).
 _CANNOT_NAME = frozenset({errno.ENOENT, errno.EPERM, errno.EACCES, errno.EXDEV, errno.EOPNOTSUPP, errno.ELOOP})
@@ -148,9 +147,8 @@ class UnnamedUnsupported(Exception):
 
 def open_unnamed(folder: str, mode: int, dir_fd: int | None = None) -> int:
     """A new unnamed inode (O_TMPFILE) in ``folder``, open read-write; UnnamedUnsupported where
-    the filesystem or kernel cannot make one, or where it could not be named later (no /proc)."""
-    if not _PROC_FD:
-        raise UnnamedUnsupported(errno.ENOENT)
+    the filesystem or kernel cannot make one. (Naming it needs linkat by fd or /proc: where neither
+    works, link_unnamed says so, and the caller writes a named temp file instead.)"""
     try:
         return os.open(folder, os.O_TMPFILE | os.O_RDWR | os.O_CLOEXEC, mode, dir_fd=dir_fd)
     except OSError as exc:
