@@ -10,10 +10,8 @@ from collections.abc import Iterable
 from zcp.config import Config, Method
 from zcp.errors import FileError, Interrupted, SourceChanged, SourceVanished, Unsupported, VerifyMismatch, describe
 from zcp.exec.atomic import Pending, UnnamedUnsupported, fsync_dir, make_beside, remove_live_temps
-from zcp.exec.delta import Delta, choose_delta, delta_in_place, delta_into_temp
 from zcp.exec.events import NullSink, Sink, Stats
 from zcp.exec.filecopy import copy_bytes
-from zcp.exec.verify import SourceDigest, digest, read_back, source_ranges
 from zcp.exec.metadata import MetadataPolicy, current_umask, xattrs_differ
 from zcp.planner.decide import metadata_differences
 from zcp.model import DIR, SKIP, SPECIAL_KINDS, Action, Entry, Kind, Op, Unchanged
@@ -138,6 +136,8 @@ class Executor:
         patch = False  # clone the old file into the temp, then rewrite its changed blocks
         if action.existing is not None:  # only an existing destination has blocks worth keeping
             config = self.config
+            from zcp.exec.delta import Delta, choose_delta  # hashing and delta: only for existing files
+
             delta = choose_delta(src, action.existing, action.methods, config.reflink, config.inplace,
                                  config.preserve.sparse)
             if delta is Delta.IN_PLACE:
@@ -184,6 +184,8 @@ class Executor:
         self.sink.started(action, action.methods[0] if action.methods else None)
         verify = self.config.verify
         if verify:
+            from zcp.exec.verify import SourceDigest, read_back, source_ranges  # only --verify pays for it
+
             ranges = source_ranges(src_fd, src.size, sparse)
             src_digest = SourceDigest(src_fd, src.size, ranges)
         try:
@@ -220,6 +222,8 @@ class Executor:
         try:
             if not stat.S_ISREG(os.fstat(old_fd).st_mode):
                 return None  # replaced since the walk; FICLONE's refusal must not mark the device
+            from zcp.exec.delta import delta_into_temp
+
             result = delta_into_temp(src_fd, src.size, old_fd, tmp_fd, methods=action.methods,
                                      devices=(src.dev, action.landing.dev), caps=self.caps, progress=progress)
         except Unsupported:
@@ -236,6 +240,9 @@ class Executor:
                 raise FileError(f"{action.dst}: no longer a regular file")
             progress = self.sink.advanced if src.size >= _PROGRESS_MIN else None
             self.sink.started(action, action.methods[0])
+            from zcp.exec.delta import delta_in_place
+            from zcp.exec.verify import digest, read_back
+
             result = delta_in_place(src_fd, src.size, dst_fd, methods=action.methods,
                                     devices=(src.dev, action.landing.dev), caps=self.caps, progress=progress)
             if self.config.verify:
