@@ -102,7 +102,7 @@ class Executor:
             self.stats.vanished += 1
         else:
             self.stats.failed += 1
-        where = action.src.path if action.src is not None else action.dst
+        where = action.src.path if action.src is not None and not _destination_error(exc) else action.dst
         message = str(exc) if isinstance(exc, FileError) else describe(exc)
         self.sink.failed(where, message)
 
@@ -365,6 +365,14 @@ class Executor:
 
 
 _IN_PLACE_OPS = frozenset({Op.SKIP, Op.ATTRS, Op.MKDIR})  # leave the parent folder's entries alone
+
+
+def _destination_error(exc: Exception) -> bool:
+    """Errors that only the destination side raises: the message names the file being written."""
+    return isinstance(exc, OSError) and exc.errno in _DESTINATION_ERRNOS
+
+
+_DESTINATION_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG})
 
 
 def _changed(before: os.stat_result, after: os.stat_result) -> bool:
