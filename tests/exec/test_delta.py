@@ -269,3 +269,39 @@ def test_inplace_patches_any_existing_file_in_place(methods):
 
 def test_inplace_needs_a_method_that_copies_ranges():
     assert choose_delta(SRC, OLD, (Method.REFLINK,), Reflink.ALWAYS, inplace=True, sparse=True) is None
+
+
+def _sparse_file(path, layout) -> bytes:
+    """A file of data and holes: layout is [(offset, bytes)] over a size set by the last item."""
+    with open(path, "wb") as f:
+        for offset, data in layout:
+            f.seek(offset)
+            f.write(data)
+    return path.read_bytes()
+
+
+@pytest.mark.parametrize("case", ["grown", "holes-in-old-data"])
+def test_in_place_keeps_the_source_holes_as_holes(tmpfs_dir, case):
+    """--inplace onto an existing file: the source's holes become holes (punched, or left by growing
+    the file), never written zeros; the content is equal all the same."""
+    mib = 1 << 20
+    if case == "grown":
+        old = b"hi"
+        layout = [(0, b"hi"), (64 * mib, b"end")]
+    else:
+        old = os.urandom(8 * mib)
+        layout = [(0, old[:mib]), (7 * mib, old[7 * mib:])]
+    src_path, dst_path = tmpfs_dir / "src", tmpfs_dir / "dst"
+    expected = _sparse_file(src_path, layout)
+    dst_path.write_bytes(old)
+    src_fd = os.open(src_path, os.O_RDONLY)
+    dst_fd = os.open(dst_path, os.O_RDWR)
+    try:
+        devices = (os.fstat(src_fd).st_dev, os.fstat(dst_fd).st_dev)
+        delta_in_place(src_fd, len(expected), dst_fd, methods=IN_KERNEL, devices=devices, caps=Capabilities(),
+                       sparse=True)
+    finally:
+        os.close(src_fd)
+        os.close(dst_fd)
+    assert dst_path.read_bytes() == expected
+    assert os.stat(dst_path).st_blocks * 512 <= os.stat(src_path).st_blocks * 512 + 2 * BLOCK_SIZE

@@ -21,7 +21,7 @@ from zcp.config import Method, Reflink
 from zcp.errors import MethodUnavailable, SourceChanged, Unsupported
 from zcp.hashing import block_hashes
 from zcp.model import Entry, Kind
-from zcp.syscalls import COPIERS, Capabilities, Progress, reflink
+from zcp.syscalls import COPIERS, Capabilities, Progress, punch_hole, reflink, split_by_data
 
 # A 1 MiB change rewrites 1 MiB plus at most one block at each end, the digest lists stay small
 # (4096 per side for 512 MiB), and 128 KiB is a multiple of the usual filesystem block sizes, so
@@ -129,23 +129,34 @@ def delta_into_temp(src_fd: int, src_size: int, old_fd: int, tmp_fd: int, *, met
 
 
 def delta_in_place(src_fd: int, src_size: int, dst_fd: int, *, methods: tuple[Method, ...],
-                   devices: tuple[int, int], caps: Capabilities, progress: Progress | None = None) -> DeltaResult:
+                   devices: tuple[int, int], caps: Capabilities, progress: Progress | None = None,
+                   sparse: bool = False) -> DeltaResult:
     """``--inplace``: rewrite the changed ranges straight into the destination (open read-write).
+    ``sparse``: where the source has holes the destination gets holes too (punched), not zeros.
 
     Not atomic: a failure or a crash leaves the destination part old, part new (as rsync --inplace).
     """
     before = _snapshot(src_fd, src_size)
-    result = _patch(src_fd, src_size, dst_fd, methods, devices, caps, progress)
+    result = _patch(src_fd, src_size, dst_fd, methods, devices, caps, progress, sparse)
     _check_unchanged(src_fd, before)
     return result
 
 
 def _patch(src_fd: int, src_size: int, dst_fd: int, methods: tuple[Method, ...], devices: tuple[int, int],
-           caps: Capabilities, progress: Progress | None) -> DeltaResult:
-    """Make ``dst_fd``'s content equal the source's: the changed ranges, then the size."""
+           caps: Capabilities, progress: Progress | None, sparse: bool = False) -> DeltaResult:
+    """Make ``dst_fd``'s content equal the source's: the changed ranges, then the size. ``sparse``:
+    the file grows by a hole first (what the source has there is compared with zeros), and changed
+    ranges in the source's holes are punched instead of written."""
     dst_size = os.fstat(dst_fd).st_size
+    if sparse and dst_size < src_size:
+        os.ftruncate(dst_fd, src_size)
+        dst_size = src_size
     ranges = changed_ranges(src_fd, src_size, dst_fd, dst_size, block_size_for(max(src_size, dst_size)))
-    method, written = _copy_ranges(methods, src_fd, dst_fd, ranges, devices, caps, progress)
+    to_copy = ranges
+    if sparse:
+        to_copy, holes = split_by_data(src_fd, src_size, ranges)
+        to_copy += [(offset, length) for offset, length in holes if not punch_hole(dst_fd, offset, length)]
+    method, written = _copy_ranges(methods, src_fd, dst_fd, sorted(to_copy), devices, caps, progress)
     if dst_size > src_size:
         os.ftruncate(dst_fd, src_size)
     return DeltaResult(ranges, written, method)

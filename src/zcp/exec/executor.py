@@ -244,7 +244,8 @@ class Executor:
             from zcp.exec.verify import digest, read_back
 
             result = delta_in_place(src_fd, src.size, dst_fd, methods=action.methods,
-                                    devices=(src.dev, action.landing.dev), caps=self.caps, progress=progress)
+                                    devices=(src.dev, action.landing.dev), caps=self.caps, progress=progress,
+                                    sparse=self.config.preserve.sparse and src.is_sparse)
             if self.config.verify:
                 if read_back(dst_fd, src.size, None) != digest(src_fd, src.size, None):
                     raise VerifyMismatch(f"{action.dst}: the file read back from storage differs from the source")

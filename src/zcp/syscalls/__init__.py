@@ -15,7 +15,7 @@ from zcp.syscalls.loops import (
     splice,
     wait_ready,
 )
-from zcp.syscalls.sparse import copy_file_data, data_segments
+from zcp.syscalls.sparse import copy_file_data, data_segments, punch_hole, split_by_data
 from zcp.syscalls.split import copy_file_range_split
 
 # The loop that copies a file's bytes for each method (reflink copies none: it shares extents).
@@ -36,6 +36,8 @@ __all__ = [
     "copy_file_data",
     "copy_file_range",
     "data_segments",
+    "punch_hole",
+    "split_by_data",
     "grow_pipe",
     "read_write",
     "reflink",

@@ -42,6 +42,48 @@ def data_segments(fd: int, size: int) -> Iterator[tuple[int, int]]:
             raise
 
 
+_PUNCH_HOLE = 0x02 | 0x01  # FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE
+_fallocate = None  # (libc's fallocate, ctypes.get_errno), loaded by the first punch_hole()
+
+
+def punch_hole(fd: int, offset: int, length: int) -> bool:
+    """Free a range of a file, which then reads as zeros (a hole); False where the filesystem
+    cannot (the caller writes the zeros instead)."""
+    global _fallocate
+    if _fallocate is None:
+        import ctypes  # only --inplace onto a sparse file pays for it
+
+        fallocate = ctypes.CDLL(None, use_errno=True).fallocate
+        fallocate.argtypes = (ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64)
+        _fallocate = (fallocate, ctypes.get_errno)
+    fallocate, get_errno = _fallocate
+    if fallocate(fd, _PUNCH_HOLE, offset, length) == 0:
+        return True
+    err = get_errno()
+    if err in UNSUPPORTED_ERRNOS:
+        return False
+    raise OSError(err, os.strerror(err))
+
+
+def split_by_data(fd: int, size: int, ranges: list[tuple[int, int]]) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+    """``ranges`` of a ``size``-byte file cut into the parts that hold data and the parts in holes."""
+    data, holes = [], []
+    segments = list(data_segments(fd, size))
+    for start, length in ranges:
+        end, at = start + length, start
+        for seg_start, seg_length in segments:
+            lo, hi = max(start, seg_start), min(end, seg_start + seg_length)
+            if lo >= hi:
+                continue
+            if lo > at:
+                holes.append((at, lo - at))
+            data.append((lo, hi - lo))
+            at = hi
+        if at < end:
+            holes.append((at, end - at))
+    return data, holes
+
+
 def copy_file_data(
     copier: Copier, src_fd: int, dst_fd: int, size: int, sparse: bool, progress: Progress | None = None
 ) -> int:
