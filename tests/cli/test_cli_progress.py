@@ -124,3 +124,29 @@ def test_workers_send_their_counts_and_the_bars_reach_the_totals(tmp_path, jobs)
         assert (tally.bytes, tally.bytes_done) == (expected_bytes,) * 2
         task = sink.progress.tasks[0]
         assert (task.completed, task.total) == (tally.bytes, tally.bytes)
+
+
+@pytest.mark.parametrize("stdout_is_a_terminal", [False, True])
+def test_itemized_lines_reach_a_redirected_stdout_while_the_bars_are_drawn(monkeypatch, stdout_is_a_terminal):
+    """`zcp -ai src/ dst > changes.txt` on a terminal: the bars go to stderr, the lines to the file;
+    when stdout is the terminal too, rich draws the lines above the bars."""
+    import io
+
+    from rich.console import Console
+
+    from zcp.cli.progress import ProgressSink
+    from zcp.model import Action, Entry, Kind, Op
+
+    class Stdout(io.StringIO):
+        def isatty(self) -> bool:
+            return stdout_is_a_terminal
+
+    stdout, terminal = Stdout(), io.StringIO()
+    monkeypatch.setattr(sys, "stdout", stdout)
+    entry = Entry("/src/a", Kind.FILE, 0o644, 1, 0, 0, 0, 0, 1, 1, 1)
+    sink = ProgressSink(Console(file=terminal, force_terminal=True), verbose=0, quiet=False,
+                        items=lambda action: f">f+++++++++ {action.rel}")
+    with sink:
+        sink.planned(Action(Op.COPY, "a", "/dst/a", entry))
+    assert (">f+++++++++ a" in stdout.getvalue()) == (not stdout_is_a_terminal)
+    assert (">f+++++++++ a" in terminal.getvalue()) == stdout_is_a_terminal

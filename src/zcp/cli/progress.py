@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 
 from rich.console import Console
@@ -43,6 +44,9 @@ class ProgressSink(TextSink):
             console=console,
             transient=True,
             refresh_per_second=4,  # each redraw costs milliseconds of the CPU the copy needs
+            # -i lines go to stdout: drawn above the bars when it is this terminal too, but
+            # never taken from a file or pipe it was redirected to.
+            redirect_stdout=sys.stdout.isatty(),
         )
         self.bytes_task = self.progress.add_task("copying", total=0)
         self.tally = Tally()
