@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
 from cli_support import assert_one_error_line, call_zcp, run_zcp, snapshot
+from conftest import need_root
 
 from zcp.errors import ExitCode
 
@@ -164,3 +166,21 @@ def test_folder_onto_a_symlink_to_a_folder_goes_through_it(tmp_path, monkeypatch
     assert sorted(os.listdir("real")) == ["x"]
     assert call_zcp(capsys, "-a", "e", "link").code == 0
     assert Path("real/e/f").read_bytes() == b"another f\n"
+
+
+def test_a_folder_into_itself_through_a_bind_mount_is_refused(tmp_path, monkeypatch, capsys):
+    """Names cannot tell that view/ is src/ again; (dev, ino) can. Copying would walk into its own
+    output until the names grew too long, filling the source."""
+    need_root()
+    (tmp_path / "src" / "sub").mkdir(parents=True)
+    (tmp_path / "src" / "f").write_bytes(b"f")
+    (tmp_path / "view").mkdir()
+    subprocess.run(["mount", "--bind", tmp_path / "src", tmp_path / "view"], check=True)
+    try:
+        before = snapshot(tmp_path / "src")
+        result = call_zcp(capsys, "-a", f"{tmp_path}/src/", tmp_path / "view" / "sub" / "copy")
+        assert result.code == ExitCode.USAGE
+        assert "into itself" in assert_one_error_line(result)
+        assert snapshot(tmp_path / "src") == before
+    finally:
+        subprocess.run(["umount", tmp_path / "view"], check=True)

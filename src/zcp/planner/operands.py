@@ -131,8 +131,22 @@ def _refuse_self_copy(src: Entry, dst: str) -> None:
         st = None
     if st is not None and (st.st_dev, st.st_ino) == (src.dev, src.ino):
         raise UsageError(f"'{src.path}' and '{dst}' are the same file")
-    if src.kind is Kind.DIR:
-        real_src = os.path.realpath(src.path)
-        real_dst = os.path.realpath(dst)
-        if os.path.commonpath([real_src, real_dst]) == real_src:
-            raise UsageError(f"cannot copy folder '{src.path}' into itself, '{dst}'")
+    if src.kind is Kind.DIR and _inside(dst, (src.dev, src.ino)):
+        raise UsageError(f"cannot copy folder '{src.path}' into itself, '{dst}'")
+
+
+def _inside(path: str, folder: tuple[int, int]) -> bool:
+    """Whether ``path`` (existing or not) lies in the folder with this (dev, ino): its folders are
+    compared by identity, not by name, so a symlink or a bind mount of the source is seen through."""
+    probe = os.path.realpath(path)
+    while True:
+        try:
+            st = os.stat(probe)
+        except OSError:
+            st = None
+        if st is not None and (st.st_dev, st.st_ino) == folder:
+            return True
+        parent = os.path.dirname(probe)
+        if parent == probe:
+            return False
+        probe = parent
