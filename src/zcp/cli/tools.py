@@ -38,11 +38,13 @@ CHECK_HELP = """Compare two trees by content (xxh3-128), without copying.
 
 One line per difference, in name order: missing: NAME (only in SRC), extra: NAME (only in DST),
 differ: NAME (other content or link target), type: NAME (different kinds, such as a file and a
-folder), error: NAME: REASON (could not be read); then a count on standard error. Symlinks are
-compared, not followed (SRC and DST themselves are); a trailing / changes nothing.
+folder), error: NAME: REASON (could not be read); then a count on standard error. Files are
+compared by content, symlinks by target (not followed; SRC and DST themselves are), FIFOs, sockets
+and devices by kind only; a trailing / changes nothing.
 
-Exit codes: 0 the trees are equal; 1 they differ (as with diff), or usage; 11 SRC or DST cannot be
-read; 23 some entries could not be read. A file named check is copied with zcp ./check DST."""
+Exit codes: 0 the trees are equal; 1 they differ (as with diff), or usage; 11 SRC or DST does not
+exist or cannot be resolved; 23 some entries (a root folder's listing included) could not be read.
+A file named check is copied with zcp ./check DST."""
 
 _CONTEXT = {"help_option_names": ["-h", "--help"]}
 hash_app = typer.Typer(add_completion=False, rich_markup_mode=None, pretty_exceptions_enable=False)
