@@ -23,7 +23,7 @@ def test_each_in_process_run_prints_to_the_current_stderr(tmp_path, monkeypatch)
         monkeypatch.setattr(sys, "stderr", err)
         with pytest.raises(SystemExit):
             main(["-v", str(tmp_path / "a"), str(tmp_path / f"copy{n}")])
-        assert "1 files" in err.getvalue()
+        assert "1 file, " in err.getvalue()
 
 
 def test_verbose_lists_each_file_with_its_method_and_a_summary(tmp_path):

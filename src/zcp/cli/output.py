@@ -126,14 +126,20 @@ class PlanPrinter(TextSink):
         print(printable(f"{action.op:<8} {how:<40} {self.names(action)}  ({action.reason})"))
 
 
+def count_of(n: int, one: str, many: str = "") -> str:
+    """'1 file', '2 files' (``many`` where adding an s is wrong)."""
+    return f"{n} {one if n == 1 else many or one + 's'}"
+
+
 def summary_lines(stats: Stats, seconds: float) -> list[str]:
     rate = stats.bytes / seconds if seconds > 0 else 0.0
     lines = [
-        f"{stats.files} files, {human_bytes(stats.bytes)} in {seconds:.2f} s ({human_bytes(rate)}/s); "
-        f"{stats.dirs} folders, {stats.links} links, {stats.specials} special, {stats.skipped} up to date",
+        f"{count_of(stats.files, 'file')}, {human_bytes(stats.bytes)} in {seconds:.2f} s ({human_bytes(rate)}/s); "
+        f"{count_of(stats.dirs, 'folder')}, {count_of(stats.links, 'link')}, {stats.specials} special, "
+        f"{stats.skipped} up to date",
     ]
     if stats.verified:
-        lines.append(f"{stats.verified} files verified (xxh3-128, read back from storage)")
+        lines.append(f"{count_of(stats.verified, 'file')} verified (xxh3-128, read back from storage)")
     if stats.attrs or stats.deleted:
         lines.append(f"{stats.attrs} with metadata fixed, {stats.deleted} deleted")
     if stats.by_method:

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 
-from zcp.cli.output import detach_stdout, human_bytes, printable
+from zcp.cli.output import count_of, detach_stdout, human_bytes, printable
 from zcp.config import Compare, Config, Method, Reflink, StreamFormat
 from zcp.errors import BrokenPipe, ExitCode, FileError, SourceChanged, UsageError, ZcpError, describe, run_exit_code
 from zcp.model import SPECIAL_KINDS, Entry, Kind
@@ -193,8 +193,8 @@ def _reader_gone() -> int:
 
 
 def _sent_summary(stats: StreamStats, seconds: float) -> str:
-    return (f"sent {_count(stats.files, 'file')}, {human_bytes(stats.bytes)} in {seconds:.2f} s ({_rate(stats.bytes, seconds)}); "
-            f"{_count(stats.entries, 'entry', 'entries')}, {_count(stats.hardlinks, 'hard link')}{_by_method(stats.by_method)}")
+    return (f"sent {count_of(stats.files, 'file')}, {human_bytes(stats.bytes)} in {seconds:.2f} s ({_rate(stats.bytes, seconds)}); "
+            f"{count_of(stats.entries, 'entry', 'entries')}, {count_of(stats.hardlinks, 'hard link')}{_by_method(stats.by_method)}")
 
 
 # ---- receiving -----------------------------------------------------------------------------
@@ -231,15 +231,11 @@ def _received_summary(stats: ReceiveStats, seconds: float) -> str:
     moved = f"{human_bytes(stats.bytes)} in {seconds:.2f} s ({_rate(stats.bytes, seconds)})"
     if stats.format == "raw":
         return f"received raw data into 1 file, {moved}{_by_method(stats.by_method)}"
-    return (f"received {_count(stats.files, 'file')}, {moved}; {_count(stats.entries, 'entry', 'entries')}, {stats.verified} verified (xxh3-128)"
+    return (f"received {count_of(stats.files, 'file')}, {moved}; {count_of(stats.entries, 'entry', 'entries')}, {stats.verified} verified (xxh3-128)"
             f"{_by_method(stats.by_method)}")
 
 
 # ---- display -------------------------------------------------------------------------------
-
-
-def _count(n: int, one: str, many: str = "") -> str:
-    return f"{n} {one if n == 1 else many or one + 's'}"
 
 
 def _rate(nbytes: int, seconds: float) -> str:
