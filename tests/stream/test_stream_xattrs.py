@@ -33,6 +33,8 @@ def _tree(root: Path) -> Path:
         os.setxattr(root / name, "user.binary", BINARY)
         os.setxattr(root / name, "user.empty", b"")
     os.setxattr(root / "dir", "user.folder", b"yes")
+    os.setxattr(root / "small", "user.a=b", b"c=d")  # '=' ends a record's key: GNU tar writes %3D
+    os.setxattr(root / "small", "user.pct%41", b"%")  # and '%' as %25
     return root
 
 

@@ -236,8 +236,8 @@ def _extended_member(header: pax.Header, records: dict[str, bytes], name: bytes,
     xattrs: tuple[tuple[str, bytes], ...] = ()
     if not records.keys() <= _PLAIN_KEYS:
         # An empty value is an empty xattr here, not an unset record: taken before those go.
-        xattrs = tuple(_xattr(key[_XATTR_PREFIX_LENGTH:], value, name) for key, value in records.items()
-                       if key.startswith(_XATTR_PREFIX))
+        xattrs = tuple(_xattr(pax.unescape_xattr_name(key[_XATTR_PREFIX_LENGTH:]), value, name)
+                       for key, value in records.items() if key.startswith(_XATTR_PREFIX))
     if b"" in records.values():
         records = {key: value for key, value in records.items() if value}  # empty value: unset
     if not records.keys() <= _PLAIN_KEYS:

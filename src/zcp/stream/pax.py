@@ -138,6 +138,19 @@ def parse_ns_time(value: bytes) -> int:
     return -ns if negative else ns
 
 
+def escape_xattr_name(name: bytes) -> bytes:
+    """An xattr name as a SCHILY.xattr key, as GNU tar writes it: '=' ends a key, so '=' is %3D and
+    '%' is %25."""
+    return name.replace(b"%", b"%25").replace(b"=", b"%3D")
+
+
+def unescape_xattr_name(key: str) -> str:
+    return _XATTR_ESCAPE.sub(lambda m: "=" if m.group(1).upper() == "3D" else "%", key)
+
+
+_XATTR_ESCAPE = re.compile(r"%(3[Dd]|25)")
+
+
 def parse_decimal(value: bytes, key: str, limit: int) -> int:
     if not value.isdigit() or len(value) > 20:
         raise StreamError(f"bad pax {key} value {value[:40]!r}")

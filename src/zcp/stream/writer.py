@@ -150,7 +150,7 @@ class _Sender:
         """The SCHILY.xattr records of an open file or a folder's path, when asked for."""
         if not self.xattrs:
             return b""
-        return b"".join(pax.record(b"SCHILY.xattr." + os.fsencode(name), value)
+        return b"".join(pax.record(b"SCHILY.xattr." + pax.escape_xattr_name(os.fsencode(name)), value)
                         for name, value in sorted(read_xattrs(target).items()))
 
     def flush(self) -> None:
