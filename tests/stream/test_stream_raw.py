@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 from conftest import need_tool
-from stream_support import collect, feed, receive_bytes, stream_of
+from stream_support import collect, feed, receive_bytes, stream_of, zcp_global
 
 from zcp.config import Method
 from zcp.errors import StreamError, UsageError
@@ -90,6 +90,13 @@ def test_a_foreign_global_header_cut_short_is_still_raw(tmp_path):
     data = pax.pax_header(b"g", pax.PAX_GLOBAL, [("comment", b"made elsewhere")])[:520]
     receive_bytes(data, str(tmp_path / "out"))
     assert (tmp_path / "out").read_bytes() == data
+
+
+def test_an_empty_zcp_stream_to_a_new_name_is_an_empty_folder(tmp_path):
+    """What `zcp src/ dst` makes of an empty tree (the table in docs/stream-format.md)."""
+    stats = receive_bytes(zcp_global() + pax.ZERO_BLOCK * 2, str(tmp_path / "out"))
+    assert stats.zcp and stats.files == 0
+    assert (tmp_path / "out").is_dir() and os.listdir(tmp_path / "out") == []
 
 
 def test_a_zcp_stream_of_one_file_becomes_that_file(tmp_path):

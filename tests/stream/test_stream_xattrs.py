@@ -95,12 +95,15 @@ def test_a_bad_xattr_name_is_a_stream_error(tmp_path, name):
     assert os.listdir(tmp_path / "dest") == []
 
 
-def test_a_filesystem_that_cannot_hold_one_gets_a_warning_and_the_file(tmp_path, monkeypatch):
+@pytest.mark.parametrize("err", [errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSPC], ids=errno.errorcode.get)
+def test_an_xattr_that_cannot_be_set_gets_a_warning_and_the_file_arrives(tmp_path, monkeypatch, err):
+    """A filesystem without xattrs, a value the kernel calls invalid (a malformed capability), no
+    room left for it: the attribute is not kept, the file is."""
     def refuse(*args):
-        raise OSError(errno.EOPNOTSUPP, os.strerror(errno.EOPNOTSUPP))
+        raise OSError(err, os.strerror(err))
 
     monkeypatch.setattr(os, "setxattr", refuse)
     warnings: list[str] = []
     stats = receive_bytes(_file_with([("user.u", b"1")]), f"{tmp_path}/dest/", xattrs=True, on_warning=warnings.append)
     assert stats.files == 1 and (tmp_path / "dest" / "f").read_bytes() == b"x"
-    assert warnings == [f"f: xattr user.u not kept: {os.strerror(errno.EOPNOTSUPP)}"]
+    assert warnings == [f"f: xattr user.u not kept: {os.strerror(err)}"]

@@ -15,6 +15,9 @@ from zcp.model import DIR, Entry, Kind
 
 # Errors that mean "this filesystem cannot hold that attribute": reported once as a warning.
 XATTR_UNSUPPORTED = frozenset({errno.ENOTSUP, errno.EOPNOTSUPP, errno.EPERM, errno.EACCES})
+# setxattr's refusals of one attribute, not of the file: also a value the kernel finds invalid (a
+# malformed security.capability), too large (ERANGE, E2BIG), or no room left in the inode's block.
+XATTR_NOT_SET = XATTR_UNSUPPORTED | {errno.EINVAL, errno.ERANGE, errno.E2BIG, errno.ENOSPC}
 _PRUNED_NAMESPACES = ("user.", "trusted.")
 
 
@@ -115,7 +118,7 @@ def copy_xattrs(src: int | str, dst_fd: int, prune: bool = False) -> list[str]:
         try:
             os.setxattr(dst_fd, name, os.getxattr(src, name))
         except OSError as exc:
-            if exc.errno not in XATTR_UNSUPPORTED:
+            if exc.errno not in XATTR_NOT_SET:
                 raise
             warnings.append(f"xattr {name} not kept: {exc.strerror}")
     return warnings

@@ -26,7 +26,7 @@ from zcp.model import DIR, FILE, SYMLINK, Kind, Landing
 from zcp.stream import pax
 from zcp.confine import ConfinedDir, Parts, display, split_name
 from zcp.exec.atomic import UnnamedUnsupported, link_unnamed, open_unnamed, temp_name
-from zcp.exec.metadata import XATTR_UNSUPPORTED, current_umask
+from zcp.exec.metadata import XATTR_NOT_SET, current_umask
 from zcp.stream.members import SMALL_BODY, Member, TarReader
 from zcp.stream.transfer import body_methods, move, read_exact, write_all
 from zcp.syscalls import Progress
@@ -158,9 +158,13 @@ def _receive_single(reader: TarReader, dest: str, options: _Options) -> ReceiveS
     parent, leaf = os.path.split(dest)
     parent_fd = os.open(parent or ".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        if member is None or member.kind is not Kind.FILE or member.hardlink:
+        if member is None:  # an empty tree: DEST becomes an empty folder
             _make_folder(parent_fd, leaf, dest)
-            return _unpack(reader, dest, options, [member] if member else [])
+            reader.drain()
+            return ReceiveStats(zcp=True)
+        if member.kind is not Kind.FILE or member.hardlink:
+            _make_folder(parent_fd, leaf, dest)
+            return _unpack(reader, dest, options, [member])
         stats = ReceiveStats(zcp=True)
         with _NewFile(parent_fd, leaf, 0o600) as new:
             _FileReceiver(reader, stats, options).fill(new.fd, member, None)
@@ -526,8 +530,8 @@ def apply_fd_metadata(fd: int, member: Member, options: _Options, landing: Landi
             if privileged or name.startswith("user."):
                 try:
                     os.setxattr(fd, name, value)
-                except OSError as exc:  # this filesystem cannot hold it: as the local copy, a warning
-                    if exc.errno not in XATTR_UNSUPPORTED:
+                except OSError as exc:  # this filesystem cannot hold it (or not this value): a warning
+                    if exc.errno not in XATTR_NOT_SET:
                         raise
                     options.on_warning(f"{member.name}: xattr {name} not kept: {exc.strerror}")
     # After chown, which clears set-id bits (only those: a mode without them needs no new chmod).
