@@ -366,3 +366,23 @@ def test_an_interruption_while_the_temp_file_is_closed_stops_the_run(monkeypatch
     monkeypatch.undo()
     assert os.listdir(dst) == ["f"]
     assert (dst / "f").read_bytes() in (b"old", (src / "f").read_bytes())
+
+
+def test_a_replacement_is_written_without_a_name_until_it_is_complete(pair):
+    """While the new content is written nothing but the old file stands in the folder, so a process
+    killed even by SIGKILL at that moment leaves no temp file; afterwards the new file is in place."""
+    src, dst = pair
+    _write(src / "f", 3 * MIB, seed=1)
+    dst.mkdir()
+    _write(dst / "f", 2 * MIB, seed=2)
+    seen_while_writing: list[list[str]] = []
+
+    class Watching(RecordingSink):
+        def started(self, action, method):
+            seen_while_writing.append(sorted(os.listdir(dst)))
+            super().started(action, method)
+
+    stats = _copy_tree(src, dst, Watching())
+    assert stats.files == 1
+    assert seen_while_writing == [["f"]]
+    assert (dst / "f").read_bytes() == (src / "f").read_bytes()

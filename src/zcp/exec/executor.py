@@ -168,8 +168,10 @@ class Executor:
         raise VerifyMismatch(f"{action.dst}: the copy read back from storage differs from the source")
 
     def _pending(self, action: Action, mode: int) -> Pending:
-        """Unnamed (O_TMPFILE) for a new file where the filesystem allows, else a named temp file."""
-        unnamed = action.existing is None and action.landing.dev not in self._no_tmpfile
+        """Unnamed (O_TMPFILE) where the filesystem allows, else a named temp file. A replacement is
+        unnamed too until complete: only then is it linked beside the old file and renamed over it,
+        so a process killed while writing leaves no temp file."""
+        unnamed = action.landing.dev not in self._no_tmpfile
         try:
             return Pending.create(action.dst, mode, unnamed)
         except UnnamedUnsupported:
