@@ -209,8 +209,8 @@ EXIT_NOTES: dict[ExitCode, str] = {
     ExitCode.USAGE: "Usage error: bad options or operands, a missing source, source and destination the same, "
     "a folder copied into itself, or a missing destination parent.",
     ExitCode.FILE_IO: "A file I/O error that stops the whole run, such as an unusable destination.",
-    ExitCode.STREAM: "A malformed, truncated, unsafe or corrupted stream, or a protocol error from the peer.",
-    ExitCode.INTERRUPTED: "Interrupted by SIGINT or SIGTERM.",
+    ExitCode.STREAM: "A malformed, truncated, unsafe or corrupted stream on standard input.",
+    ExitCode.INTERRUPTED: "Interrupted by SIGINT, SIGTERM or SIGHUP; the file being written is removed.",
     ExitCode.PARTIAL: "Some files failed, each named on standard error; the rest were transferred.",
     ExitCode.VANISHED: "Some source files vanished during the run; the rest were transferred.",
     ExitCode.MAX_DELETE: "More than --max-delete entries would have been deleted: deletions stopped there, "
@@ -230,9 +230,11 @@ METHOD_NOTES: dict[Method, str] = {
 }
 
 HOW_FILES_LAND = (
-    "The planner only reads (``lstat``, ``readlink``). Each file is written to a temporary "
-    "``.NAME.TOKEN.zcp`` beside its target, its metadata is applied, and it is renamed over the target: "
-    "the target is always either the old file or the complete new one. A kernel path is given up for the "
+    "The planner only reads (``lstat``, ``readlink``, and with -c hashes). Each file is written to an unnamed "
+    "``O_TMPFILE`` inode in its target's folder (where the filesystem has none, to a temporary "
+    "``.NAME.TOKEN.zcp`` beside the target), its metadata is applied, and only then is it named: linked at the "
+    "target's name, or beside an old file and renamed over it. The target is always either the old file or "
+    "the complete new one, and a run killed even by SIGKILL leaves no temp file. A kernel path is given up for the "
     "next one only when it has written nothing, and a path that a pair of devices does not support is not "
     "tried again in that run. Holes in sparse files stay holes."
 )
@@ -260,7 +262,7 @@ EXAMPLES = (
     Example("Clone a disk image on xfs or btrfs, failing instead of copying when extents cannot be shared.",
             "zcp --reflink=always vm.img vm-snapshot.img"),
     Example("Send a tree through a pipe to another machine; the receiver verifies every file.",
-            "zcp -a photos - | ssh host zcp -a - /srv/photos", needs_stdin_stream=True),
+            "zcp -a photos/ - | ssh host zcp -a - /srv/photos", needs_stdin_stream=True),
     Example("Read the stream with tar.", "zcp -a photos - | tar -tvf -", needs_stdin_stream=True),
 )
 

@@ -412,3 +412,15 @@ def _drain_terminal(fd: int, into: bytearray) -> None:
 
 def _result(done: subprocess.CompletedProcess[str]) -> Result:
     return Result(done.returncode, done.stdout, done.stderr)
+
+
+def test_verify_says_so_when_received_files_carry_no_hash(tmp_path):
+    """Raw bytes and tar streams from elsewhere have no hash: --verify cannot prove them and says it."""
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "a").write_bytes(b"a")
+    raw = shell("echo hi | zcp --verify - copy", tmp_path)
+    assert raw.returncode == 0 and "1 of 1 file received carried no hash" in raw.stderr
+    tar = shell("tar -C src -cf - . | zcp --verify - fromtar/", tmp_path)
+    assert tar.returncode == 0 and "carried no hash" in tar.stderr
+    ours = shell("zcp -a src/ - | zcp --verify - fromzcp/", tmp_path)
+    assert ours.returncode == 0 and ours.stderr == ""

@@ -223,6 +223,9 @@ def _receive(dest: str, config: Config, stream_format: StreamFormat) -> int:
             xattrs=config.preserve.xattrs,
             on_warning=reporter.warned,
         )
+    if config.verify and stats.files > stats.verified:  # raw bytes, or a tar stream from elsewhere
+        reporter.warned(f"--verify: {stats.files - stats.verified} of {count_of(stats.files, 'file')} received "
+                        "carried no hash to check against")
     reporter.summary(_received_summary(stats, time.monotonic() - start), meter.shown)
     return ExitCode.OK
 
@@ -286,12 +289,14 @@ def _emit(line: str) -> None:
 
 class _Meter:
     """Bytes, rate and files so far on stderr while a stream runs, when stderr is a terminal (not
-    with -q); drawn by rich, imported only then. Otherwise the stream code gets no callbacks at all."""
+    with -q) and the data does not go to that terminal too (raw bytes may); drawn by rich, imported
+    only then. Otherwise the stream code gets no callbacks at all."""
 
     def __init__(self, config: Config, verb: str):
         self.verb = verb
         self.count = 0
-        self.display = _progress_display() if sys.stderr.isatty() and not config.quiet else None
+        shown = sys.stderr.isatty() and not config.quiet and not os.isatty(STDOUT)
+        self.display = _progress_display() if shown else None
         self.task = self.display.add_task(verb, total=None) if self.display else None
 
     @property

@@ -100,7 +100,7 @@ class Decider:
     def _special(self, rel: str, src: Entry, dst: str, existing: Entry | None) -> Action:
         if not (self.config.preserve.specials and self.is_root):
             return Action(SKIP, rel, dst, src, existing=existing, reason=f"{src.kind} not copied",
-                          warning=f"skipping {src.kind} {rel!r} (recreated only with -a as root)")
+                          warning=f"skipping {src.kind} {rel!r} (recreated only with -D or -a, as root)")
         if existing is not None and existing.kind is src.kind and existing.rdev == src.rdev:
             return self._attrs(rel, src, dst, existing)
         return Action(Op.SPECIAL, rel, dst, src, existing=existing, reason=f"new {src.kind}")
