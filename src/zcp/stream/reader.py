@@ -335,8 +335,11 @@ class _Unpacker:
         self.options = options
         self.stats = stats
         self.files = _FileReceiver(reader, self.stats, options)
-        self.seen: dict[Parts, Kind] = {(): Kind.DIR}  # what each name is in this stream
-        self.received: set[Parts] = set()  # non-folders created: the only valid hard link targets
+        # What each name is in this stream, keyed by the name joined with '/' (one string an entry
+        # costs half the memory of a tuple of its components). A name is recorded just before it is
+        # made, and a failure ends the run: the non-folders here are exactly those received, the
+        # only valid hard link targets.
+        self.seen: dict[str, Kind] = {"": Kind.DIR}
         self.folders: dict[Parts, Member] = {}  # metadata to apply once their content is in
         self._last_parent: Parts = ()  # folders above the last claimed name, all known to be folders
         self._landing: tuple[Parts, Landing] | None = None  # of the last folder a file went to
@@ -374,7 +377,6 @@ class _Unpacker:
                 self._symlink(parts, member)
             else:
                 self._special(parts, member)
-            self.received.add(parts)
 
     def adopt(self, new: _NewFile, member: Member) -> None:
         """A file received (complete, verified) before DEST became a folder: put in its place."""
@@ -384,18 +386,17 @@ class _Unpacker:
         self.stats.entries += 1
         self._claim(parts, Kind.FILE)
         new.place(self.root.folder(parts[:-1], create=True), parts[-1])
-        self.received.add(parts)
 
     def _claim(self, parts: Parts, kind: Kind) -> None:
         """Record what ``parts`` is; one name cannot be two types in one stream."""
         parent = parts[:-1]
         if parent != self._last_parent:  # a recorded kind never changes: checked once per folder run
             for depth in range(1, len(parts)):
-                above = self.seen.setdefault(parts[:depth], DIR)
+                above = self.seen.setdefault("/".join(parts[:depth]), DIR)
                 if above is not DIR:
                     raise StreamError(f"{display(parts[:depth])!r} is a {above} in this stream, not a folder for {display(parts)!r}")
             self._last_parent = parent
-        earlier = self.seen.setdefault(parts, kind)
+        earlier = self.seen.setdefault("/".join(parts), kind)
         if earlier is not kind:
             raise StreamError(f"{display(parts)!r} appears twice in the stream, as a {earlier} and as a {kind}")
 
@@ -474,9 +475,10 @@ class _Unpacker:
     def _hardlink(self, parts: Parts, member: Member) -> None:
         self.reader.skip_body(member)
         target = split_name(member.linkname)
-        if target not in self.received:
+        target_kind = self.seen.get("/".join(target))
+        if target_kind in (None, DIR):
             raise StreamError(f"refusing hard link {member.name!r} to {member.linkname!r}: not received before it")
-        self._claim(parts, self.seen[target])
+        self._claim(parts, target_kind)
         if target == parts:
             return
         target_parent = self.root.open_folder(target[:-1])
@@ -490,7 +492,6 @@ class _Unpacker:
                     os.unlink(tmp, dir_fd=parent)
         finally:
             os.close(target_parent)
-        self.received.add(parts)
 
     def _stamp(self, parent: int, name: str, member: Member, *, follow: bool) -> None:
         """Metadata of a node that cannot be opened for it (symlink, FIFO, device): by name, in our temp."""
