@@ -12,6 +12,7 @@ import pytest
 from cli_support import call_zcp, run_zcp, snapshot
 
 from zcp.cli.app import main
+from zcp.errors import ExitCode
 
 
 def test_each_in_process_run_prints_to_the_current_stderr(tmp_path, monkeypatch):
@@ -127,3 +128,18 @@ def test_odd_names_are_listed_one_line_each_without_control_characters(tmp_path,
     if flag == "-n":
         assert listed == lines, "every line of a plan names an action"
     assert not [line for line in lines if any(byte < 0x20 and byte != 0x09 for byte in line)], lines
+
+
+@pytest.mark.parametrize("args", [["-n"], ["-i"], ["-n", "-i"]], ids=["plan", "itemize", "plan-itemize"])
+def test_a_reader_of_the_listing_that_goes_away_ends_the_run_quietly_with_141(tmp_path, args):
+    """`zcp -ai src/ dst | head -1`: as a process killed by SIGPIPE, not a usage error (exit 1)."""
+    src = tmp_path / "src"
+    src.mkdir()
+    for n in range(3000):  # more lines than a pipe holds
+        (src / f"file-{n:05d}-{'x' * 40}").write_bytes(b"")
+    child = subprocess.Popen([sys.executable, "-m", "zcp", "-a", "-j1", *args, f"{src}/", tmp_path / "dst"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert child.stdout.readline()
+    child.stdout.close()
+    assert child.wait(timeout=60) == ExitCode.BROKEN_PIPE
+    assert child.stderr.read() == b""

@@ -188,7 +188,7 @@ def test_a_reader_that_goes_away_ends_the_run_with_141(tmp_path):
     assert child.stdout.readline().endswith(b"x\n")
     child.stdout.close()
     assert child.wait(timeout=60) == ExitCode.BROKEN_PIPE
-    assert child.stderr.read().splitlines() == [b"zcp: the reader of standard output went away (broken pipe)"]
+    assert child.stderr.read() == b""  # quiet, as a process killed by SIGPIPE
 
 
 def test_a_file_named_hash_is_copied_as_dot_slash_hash(tmp_path):

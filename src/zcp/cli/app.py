@@ -15,7 +15,7 @@ import typer
 
 from zcp import __version__
 from zcp.config import Compare, Config, Method, Preserve, Reflink, StreamFormat
-from zcp.errors import ExitCode, Interrupted, UsageError, ZcpError, describe
+from zcp.errors import BrokenPipe, ExitCode, Interrupted, UsageError, ZcpError, describe
 
 HELP = """Copy or sync files and trees through the kernel's fastest path.
 
@@ -184,6 +184,14 @@ def main(argv: list[str] | None = None) -> NoReturn:
         command, prog, rest = SUBCOMMANDS[args[0]], f"zcp {args[0]}", args[1:]
     try:
         code = typer.main.get_command(command).main(args=rest, prog_name=prog, standalone_mode=False, obj=rest)
+        sys.stdout.flush()  # here, not at exit, where a reader gone away could not be told apart
+    except BrokenPipe:  # the reader of stdout went away: quiet, as a process killed by SIGPIPE
+        code = ExitCode.BROKEN_PIPE
+    except BrokenPipeError:  # ... found out by the last flush
+        from zcp.cli.output import detach_stdout
+
+        detach_stdout()
+        code = ExitCode.BROKEN_PIPE
     except typer.TyperException as exc:
         _error(f"{exc.format_message()} (see {prog} --help)")
         code = ExitCode.USAGE

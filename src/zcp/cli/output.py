@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import TextIO
 
 from zcp.config import Method
+from zcp.errors import BrokenPipe
 from zcp.exec.events import Interest, NullSink, Stats
 from zcp.model import Action, Op
 from zcp.planner.operands import Transfer
@@ -19,6 +20,15 @@ def detach_stdout() -> None:
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, sys.stdout.fileno())
     os.close(devnull)
+
+
+def print_out(line: str) -> None:
+    """A line of data on stdout (-n, -i); a reader gone away (`| head`) ends the run with BrokenPipe."""
+    try:
+        print(printable(line))
+    except BrokenPipeError:
+        detach_stdout()
+        raise BrokenPipe("the reader of standard output went away") from None
 
 
 def human_bytes(n: float) -> str:
@@ -93,7 +103,7 @@ class TextSink(NullSink):
         if self.items is not None:
             line = self.items(action)
             if line is not None:
-                print(printable(line))
+                print_out(line)
 
     def finished(self, action: Action, method: Method | None, nbytes: int) -> None:
         if not self.verbose or self.items is not None:
@@ -123,7 +133,7 @@ class PlanPrinter(TextSink):
             super().planned(action)
             return
         how = ",".join(action.methods) or "-"
-        print(printable(f"{action.op:<8} {how:<40} {self.names(action)}  ({action.reason})"))
+        print_out(f"{action.op:<8} {how:<40} {self.names(action)}  ({action.reason})")
 
 
 def count_of(n: int, one: str, many: str = "") -> str:

@@ -237,4 +237,4 @@ class _Stdout:
         from zcp.cli.output import detach_stdout
 
         detach_stdout()
-        raise BrokenPipe("the reader of standard output went away (broken pipe)")
+        raise BrokenPipe("the reader of standard output went away")
