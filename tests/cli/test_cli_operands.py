@@ -184,3 +184,23 @@ def test_a_folder_into_itself_through_a_bind_mount_is_refused(tmp_path, monkeypa
         assert snapshot(tmp_path / "src") == before
     finally:
         subprocess.run(["umount", tmp_path / "view"], check=True)
+
+
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_a_destination_inside_the_source_through_a_bind_mount_is_copied_once(tmp_path, capsys, jobs):
+    """other/bm is src/sub: no name of the destination's folders is the source, but the walk meets
+    the destination itself in the source. It is left out with a warning (rsync copies once too)."""
+    need_root()
+    (tmp_path / "src" / "sub").mkdir(parents=True)
+    (tmp_path / "src" / "a").write_bytes(b"a")
+    (tmp_path / "src" / "sub" / "b").write_bytes(b"b")
+    (tmp_path / "other" / "bm").mkdir(parents=True)
+    subprocess.run(["mount", "--bind", tmp_path / "src" / "sub", tmp_path / "other" / "bm"], check=True)
+    try:
+        result = call_zcp(capsys, "-a", "-j", jobs, tmp_path / "src", tmp_path / "other" / "bm" / "x")
+        assert result.code == 0, result
+        assert "it is the destination itself" in result.err
+        copy = tmp_path / "src" / "sub" / "x"
+        assert sorted(p.relative_to(copy).as_posix() for p in copy.rglob("*")) == ["a", "sub", "sub/b"]
+    finally:
+        subprocess.run(["umount", tmp_path / "other" / "bm"], check=True)

@@ -51,6 +51,7 @@ class Planner:
         self.unchanged = 0  # counted since the last Unchanged went out
         self.read_errors = 0  # entries that could not be read (not those that vanished)
         self._extras: list[Action] = []  # destination entries not in the source
+        self._destination_roots: dict[str, tuple[int, int]] = {}  # each transfer's, as (dev, ino)
         self._links: list[LinkCandidate] = []  # files with other hard links, in walk order
         # --max-delete: entries still allowed; planned, so that -n shows exactly what a run deletes
         self._delete_budget = config.max_delete
@@ -179,8 +180,24 @@ class Planner:
             self.on_error(path, exc)
         items = () if action is None else self._clear_the_way(action)
         if kind is DIR:
+            if self._is_destination_root(folder, entry):
+                self._on_warning(f"not copying {path!r}: it is the destination itself, seen through another name")
+                return ()
             return (*items, _folder(rel, entry, dst, existing, landing))
         return items
+
+    def _is_destination_root(self, folder: Folder, entry: Entry) -> bool:
+        """Whether a source folder is the transfer's destination folder (a bind mount makes one
+        tree of both): descending would copy the copy again, without end."""
+        root = folder.dst[: len(folder.dst) - len(folder.rel) - 1] if folder.rel else folder.dst
+        identity = self._destination_roots.get(root)
+        if identity is None:
+            try:
+                st = os.stat(root)
+            except OSError:  # not made yet (-n): nothing is written into it either
+                return False
+            identity = self._destination_roots[root] = (st.st_dev, st.st_ino)
+        return identity == (entry.dev, entry.ino)
 
     def keep(self, item: LinkCandidate | Extra) -> None:
         """Hold what plan_tree() defers until the walk is over, in walk order."""
