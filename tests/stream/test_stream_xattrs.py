@@ -13,7 +13,7 @@ from conftest import need_root, need_tool
 from stream_support import END, hashed, member, receive_bytes, zcp_global
 
 from zcp.errors import StreamError
-from zcp.exec.metadata import read_xattrs
+from zcp.xattrs import read_xattrs
 
 ZCP = [sys.executable, "-m", "zcp"]
 BINARY = b"\x00\xffbinary\nvalue"

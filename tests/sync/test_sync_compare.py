@@ -173,6 +173,22 @@ def test_xattr_changes_alone_are_carried_by_a_resync(tmp_path, capsys):
     assert call_zcp(capsys, "-a", "-i", f"{src}/", dst).out == ""  # and then it is up to date
 
 
+def test_xattrs_a_copy_was_made_without_are_added_by_a_later_archive_run(tmp_path, capsys):
+    """`I forgot -X`: the copy is newer than the source in every way, its xattrs are still missing;
+    a source that carries xattrs is always compared."""
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    src.mkdir()
+    (src / "f").write_bytes(b"content")
+    (src / "plain").write_bytes(b"no xattrs")
+    os.setxattr(src / "f", "user.k", b"v1")
+    assert call_zcp(capsys, "-rpt", f"{src}/", dst).code == 0
+    assert _xattrs(dst / "f") == {}
+    result = call_zcp(capsys, "-a", "-i", f"{src}/", dst)
+    assert result.code == 0
+    assert result.out.splitlines() == [".f........x f"]
+    assert _xattrs(dst / "f") == {"user.k": b"v1"}
+
+
 def test_a_symlink_with_a_new_time_gets_it(tmp_path, capsys):
     src, dst = _synced(tmp_path, capsys)
     os.utime(src / "link", ns=(OLD_S * 10**9, OLD_S * 10**9), follow_symlinks=False)

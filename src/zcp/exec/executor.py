@@ -12,7 +12,8 @@ from zcp.errors import FileError, Interrupted, SourceChanged, SourceVanished, Un
 from zcp.exec.atomic import Pending, UnnamedUnsupported, fsync_dir, make_beside, remove_live_temps
 from zcp.exec.events import NullSink, Sink, Stats
 from zcp.exec.filecopy import copy_bytes
-from zcp.exec.metadata import MetadataPolicy, current_umask, xattrs_differ
+from zcp.exec.metadata import MetadataPolicy, current_umask
+from zcp.xattrs import xattrs_differ
 from zcp.planner.decide import metadata_differences
 from zcp.model import DIR, SKIP, SPECIAL_KINDS, Action, Entry, Kind, Op, Unchanged
 from zcp.syscalls import Capabilities

@@ -12,12 +12,8 @@ from dataclasses import dataclass, field
 
 from zcp.config import Preserve
 from zcp.model import DIR, Entry, Kind
+from zcp.xattrs import XATTR_NOT_SET, read_xattrs
 
-# Errors that mean "this filesystem cannot hold that attribute": reported once as a warning.
-XATTR_UNSUPPORTED = frozenset({errno.ENOTSUP, errno.EOPNOTSUPP, errno.EPERM, errno.EACCES})
-# setxattr's refusals of one attribute, not of the file: also a value the kernel finds invalid (a
-# malformed security.capability), too large (ERANGE, E2BIG), or no room left in the inode's block.
-XATTR_NOT_SET = XATTR_UNSUPPORTED | {errno.EINVAL, errno.ERANGE, errno.E2BIG, errno.ENOSPC}
 _PRUNED_NAMESPACES = ("user.", "trusted.")
 
 
@@ -103,41 +99,22 @@ def copy_xattrs(src: int | str, dst_fd: int, prune: bool = False) -> list[str]:
     """Copy every extended attribute; returns warnings for those the destination refused.
     ``prune``: the destination existed before, and loses the user.* and trusted.* attributes the
     source no longer has (system.* and security.* belong to the destination's own ACLs and labels)."""
-    try:
-        names = os.listxattr(src, follow_symlinks=False) if isinstance(src, str) else os.listxattr(src)
-        if prune:
-            for name in set(os.listxattr(dst_fd)).difference(names):
-                if name.startswith(_PRUNED_NAMESPACES):
-                    os.removexattr(dst_fd, name)
-    except OSError as exc:
-        if exc.errno in XATTR_UNSUPPORTED:
-            return []
-        raise
+    attributes = read_xattrs(src)
     warnings = []
-    for name in names:
+    if prune:
+        for name in set(read_xattrs(dst_fd)).difference(attributes):
+            if name.startswith(_PRUNED_NAMESPACES):
+                try:
+                    os.removexattr(dst_fd, name)
+                except OSError as exc:
+                    if exc.errno not in XATTR_NOT_SET:
+                        raise
+                    warnings.append(f"xattr {name} not removed: {exc.strerror}")
+    for name, value in attributes.items():
         try:
-            os.setxattr(dst_fd, name, os.getxattr(src, name))
+            os.setxattr(dst_fd, name, value)
         except OSError as exc:
             if exc.errno not in XATTR_NOT_SET:
                 raise
             warnings.append(f"xattr {name} not kept: {exc.strerror}")
     return warnings
-
-
-def xattrs_differ(a: str, b: str) -> bool:
-    """Whether two paths carry different extended attributes (symlinks not followed)."""
-    return read_xattrs(a) != read_xattrs(b)
-
-
-def read_xattrs(target: int | str) -> dict[str, bytes]:
-    """Every extended attribute of an open fd, or of a path (a symlink not followed); none where
-    the filesystem has none or will not show them."""
-    try:
-        if isinstance(target, int):
-            return {name: os.getxattr(target, name) for name in os.listxattr(target)}
-        return {name: os.getxattr(target, name, follow_symlinks=False)
-                for name in os.listxattr(target, follow_symlinks=False)}
-    except OSError as exc:
-        if exc.errno in XATTR_UNSUPPORTED:
-            return {}
-        raise

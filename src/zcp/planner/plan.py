@@ -7,7 +7,7 @@ from collections.abc import Callable, Generator, Iterator
 from dataclasses import replace
 
 from zcp.config import Compare, Config
-from zcp.exec.metadata import xattrs_differ
+from zcp.xattrs import has_xattrs, xattrs_differ
 from zcp.model import (COPYING_OPS, DIR, FILE, SYMLINK, Action, Entry, Extra, Folder, Kind, Landing, LinkCandidate,
                        Op, Unchanged)
 from zcp.planner.decide import Decider, unchanged_test
@@ -161,7 +161,8 @@ class Planner:
         except OSError as exc:  # vanished since the listing, unreadable, or an unreadable destination
             self.on_error(path, exc)
             return ()
-        if dst_st is not None and self._unchanged is not None and self._unchanged(st, dst_st):
+        if (dst_st is not None and self._unchanged is not None and self._unchanged(st, dst_st)
+                and not (self._xattrs and has_xattrs(path))):  # those are compared the long way
             self.unchanged += 1  # most of a re-sync: no Entry, no Action
             return ()
         entry = Entry.from_stat(path, st)
@@ -297,9 +298,10 @@ class Planner:
         elif src.kind is FILE and existing is not None and existing.kind is FILE and existing.size == src.size:
             if self._checksum:
                 same = _same_content(src.path, dst)
-            # Setting an xattr moves ctime: a source whose metadata last changed before the copy's
-            # did cannot carry xattrs the copy lacks, and most files of a re-sync are not read.
-            if self._xattrs and src.ctime_ns >= existing.ctime_ns:
+            # A source with xattrs is compared with its copy (a copy made without -X lacks them);
+            # one without is only when its metadata changed after the copy's (removing its last
+            # xattr moved its ctime). So most files of a re-sync cost one listxattr, not two reads.
+            if self._xattrs and (src.ctime_ns >= existing.ctime_ns or has_xattrs(src.path)):
                 same_xattrs = not xattrs_differ(src.path, dst)
         return self.decider.decide(rel, src, dst, existing, folder, target, existing_target, same, same_xattrs)
 

@@ -26,7 +26,8 @@ from zcp.model import DIR, FILE, SYMLINK, Kind, Landing
 from zcp.stream import pax
 from zcp.confine import ConfinedDir, Parts, display, split_name
 from zcp.exec.atomic import UnnamedUnsupported, link_unnamed, open_unnamed, temp_name
-from zcp.exec.metadata import XATTR_NOT_SET, current_umask
+from zcp.exec.metadata import current_umask
+from zcp.xattrs import XATTR_NOT_SET
 from zcp.stream.members import SMALL_BODY, Member, TarReader
 from zcp.stream.transfer import body_methods, move, read_exact, write_all
 from zcp.syscalls import Progress

@@ -21,7 +21,7 @@ from typing import TypeVar
 
 from zcp.config import Method
 from zcp.errors import SourceChanged, describe
-from zcp.exec.metadata import read_xattrs
+from zcp.xattrs import read_xattrs
 from zcp.hashing import hash_bytes, hash_fd
 from zcp.model import DEVICE_KINDS, DIR, FILE, SYMLINK, Entry, Kind
 from zcp.stream import pax
