@@ -204,3 +204,14 @@ def test_a_destination_inside_the_source_through_a_bind_mount_is_copied_once(tmp
         assert sorted(p.relative_to(copy).as_posix() for p in copy.rglob("*")) == ["a", "sub", "sub/b"]
     finally:
         subprocess.run(["umount", tmp_path / "other" / "bm"], check=True)
+
+
+def test_a_destination_through_a_symlink_and_dotdot_is_where_the_kernel_says(tmp_path, monkeypatch, capsys):
+    """link/../x is x beside the link's target, not beside the link, as cp finds it."""
+    (tmp_path / "real" / "sub").mkdir(parents=True)
+    (tmp_path / "real" / "adir").mkdir()
+    os.symlink("real/sub", tmp_path / "lsub")
+    (tmp_path / "f").write_bytes(b"f")
+    monkeypatch.chdir(tmp_path)
+    assert call_zcp(capsys, "f", "lsub/../adir/new").code == 0
+    assert (tmp_path / "real" / "adir" / "new").read_bytes() == b"f"

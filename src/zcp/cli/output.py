@@ -63,13 +63,17 @@ class ShownNames:
         self._roots = [(os.path.normpath(t.dst), t.name) for t in transfers]
 
     def __call__(self, action: Action) -> str:
-        root, name = self._roots[0] if len(self._roots) == 1 else self._root_of(action.dst)
+        name = self._roots[0][1] if len(self._roots) == 1 else self._name_of(action)
         return (f"{name}/{action.rel}" if name and action.rel else name or action.rel) or "."
 
-    def _root_of(self, dst: str) -> tuple[str, str]:
-        # The deepest root that holds dst: ``zcp a/ b dir`` puts b's root inside a's.
-        holding = [(root, name) for root, name in self._roots if dst == root or dst.startswith(root + "/")]
-        return max(holding, key=lambda root_name: len(root_name[0]), default=(dst, ""))
+    def _name_of(self, action: Action) -> str:
+        # The transfer whose root and the action's rel make its dst: `zcp a/ b/s dir` puts b's
+        # root inside a's, and a's s/y and b's y both land in dir/s.
+        dst = os.path.normpath(action.dst)
+        for root, name in self._roots:
+            if dst == (os.path.join(root, action.rel) if action.rel else root):
+                return name
+        return ""
 
 
 def rel_name(action: Action) -> str:

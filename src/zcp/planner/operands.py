@@ -119,7 +119,8 @@ def _check_folder_target(dest: str) -> None:
 
 
 def _check_parent(dest: str) -> None:
-    parent = os.path.dirname(os.path.normpath(dest)) or "."
+    # dirname, not normpath: 'link/../x' is x beside link's target, which only the kernel knows.
+    parent = os.path.dirname(dest.rstrip("/")) or ("/" if dest.startswith("/") else ".")
     if not os.path.isdir(parent):
         raise UsageError(f"cannot create '{dest}': folder '{parent}' does not exist")
 

@@ -308,9 +308,9 @@ class Planner:
     @staticmethod
     def _parent_of(dst_root: str) -> Landing:
         """The folder the destination root lands in."""
-        parent = os.path.dirname(os.path.normpath(dst_root)) or "."
+        parent = os.path.dirname(dst_root.rstrip("/")) or "."  # not normpath: 'link/..' is the kernel's to resolve
         while not os.path.isdir(parent):  # a folder target that the run creates first
-            parent = os.path.dirname(parent) or "."
+            parent = os.path.dirname(parent.rstrip("/")) or "."
         st = os.stat(parent)
         return Landing.of(parent, st.st_dev, st.st_mode)
 
