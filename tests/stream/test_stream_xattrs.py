@@ -107,3 +107,26 @@ def test_an_xattr_that_cannot_be_set_gets_a_warning_and_the_file_arrives(tmp_pat
     stats = receive_bytes(_file_with([("user.u", b"1")]), f"{tmp_path}/dest/", xattrs=True, on_warning=warnings.append)
     assert stats.files == 1 and (tmp_path / "dest" / "f").read_bytes() == b"x"
     assert warnings == [f"f: xattr user.u not kept: {os.strerror(err)}"]
+
+
+def test_xattrs_too_big_for_a_header_are_left_out_with_a_warning(tmp_path, monkeypatch):
+    """A receiver takes extended headers up to 1 MiB: a file whose xattrs would not fit is sent
+    without them, and the sender says so, rather than sending a stream its own receiver refuses."""
+    from stream_support import walk_items
+
+    from zcp.stream import pax, writer
+
+    monkeypatch.setattr(writer, "_XATTR_ROOM", 200)
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "big").write_bytes(b"b")
+    (src / "small").write_bytes(b"s")
+    os.setxattr(src / "big", "user.v", b"x" * 300)
+    os.setxattr(src / "small", "user.v", b"x" * 10)
+    with open(tmp_path / "stream", "wb") as out:
+        stats = writer.write_stream(out.fileno(), walk_items(src), xattrs=True)
+    size = len(pax.record(b"SCHILY.xattr.user.v", b"x" * 300))
+    assert stats.warnings == [f"{src / 'big'}: xattrs not sent: {size} bytes of them, more than the 200 a header may hold"]
+    receive_bytes((tmp_path / "stream").read_bytes(), f"{tmp_path}/dest/", xattrs=True)
+    assert _user_xattrs(tmp_path / "dest" / "big") == {}
+    assert _user_xattrs(tmp_path / "dest" / "small") == {"user.v": b"x" * 10}

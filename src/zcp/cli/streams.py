@@ -105,6 +105,8 @@ def _send_tree(sources: list[str], config: Config) -> int:
                              xattrs=config.preserve.xattrs)
     for path in stats.vanished:
         reporter.vanished(path)
+    for message in stats.warnings:
+        reporter.warned(message)
     for path, reason in stats.failed:
         reporter.failed(path, reason)
     reporter.summary(_sent_summary(stats, time.monotonic() - start), meter.shown)

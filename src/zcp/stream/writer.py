@@ -44,6 +44,9 @@ _OPEN_SOURCE = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NOCTTY | os.O_N
 # write cost less than the fstat, hash read and splice of the zero-copy path. Larger ones are
 # never copied by us.
 SMALL_BODY = 64 << 10
+# The xattr records an entry may carry: its whole 'x' header must stay within what a receiver takes
+# (pax.MAX_META_SIZE), with room left for names and the other records.
+_XATTR_ROOM = pax.MAX_META_SIZE - (64 << 10)
 # Queued bytes that trigger a write: few calls, and well within a widened pipe.
 BATCH = 256 << 10
 
@@ -56,6 +59,7 @@ class StreamStats:
     skipped: int = 0  # sockets: tar has no type for them
     bytes: int = 0  # body bytes sent
     vanished: list[str] = field(default_factory=list)  # gone before their header was written
+    warnings: list[str] = field(default_factory=list)  # what was sent without something it has
     failed: list[tuple[str, str]] = field(default_factory=list)  # (path, reason): unreadable, left out
     by_method: Counter[Method] = field(default_factory=Counter)
 
@@ -95,7 +99,7 @@ def write_stream(out_fd: int, items: Iterable[tuple[str, Entry]], *, progress: P
             stats.skipped += 1
             continue
         else:
-            extra = _before_header(sender.xattr_records, entry.path, stats) if kind is DIR else b""
+            extra = _before_header(lambda path: sender.xattr_records(path, path), entry.path, stats) if kind is DIR else b""
             written = extra is not None
             if written:
                 sender.put(_entry_headers(arcname, _TYPE_BY_KIND[kind], entry, extra=extra))
@@ -146,12 +150,18 @@ class _Sender:
         if self._pending_size >= BATCH:
             self.flush()
 
-    def xattr_records(self, target: int | str) -> bytes:
-        """The SCHILY.xattr records of an open file or a folder's path, when asked for."""
+    def xattr_records(self, target: int | str, path: str) -> bytes:
+        """The SCHILY.xattr records of an open file or a folder's path, when asked for; none, with a
+        warning, where they would make a header larger than a receiver takes."""
         if not self.xattrs:
             return b""
-        return b"".join(pax.record(b"SCHILY.xattr." + pax.escape_xattr_name(os.fsencode(name)), value)
-                        for name, value in sorted(read_xattrs(target).items()))
+        records = b"".join(pax.record(b"SCHILY.xattr." + pax.escape_xattr_name(os.fsencode(name)), value)
+                           for name, value in sorted(read_xattrs(target).items()))
+        if len(records) > _XATTR_ROOM:
+            self.stats.warnings.append(f"{path}: xattrs not sent: {len(records)} bytes of them, more than "
+                                       f"the {_XATTR_ROOM} a header may hold")
+            return b""
+        return records
 
     def flush(self) -> None:
         """Write everything queued, in one call."""
@@ -189,7 +199,7 @@ class _Sender:
         if self.progress:
             self.progress(len(body))
         headers = _headers(arcname, pax.REGULAR, stat.S_IMODE(after.st_mode), after.st_uid, after.st_gid, len(body),
-                           entry.mtime_ns, entry.atime_ns, digest=hash_bytes(body), extra=self.xattr_records(fd))
+                           entry.mtime_ns, entry.atime_ns, digest=hash_bytes(body), extra=self.xattr_records(fd, entry.path))
         self.put(headers, body, pax.ZERO_BLOCK[: pax.padding(len(body))])
         self._count(len(body))
         return True
@@ -210,7 +220,7 @@ class _Sender:
             stats.failed.append((path, str(exc)))
             return False
         self.put(_headers(arcname, pax.REGULAR, stat.S_IMODE(before.st_mode), before.st_uid, before.st_gid, size,
-                          before.st_mtime_ns, before.st_atime_ns, digest=digest, extra=self.xattr_records(fd)))
+                          before.st_mtime_ns, before.st_atime_ns, digest=digest, extra=self.xattr_records(fd, path)))
         self.flush()
         try:
             move(fd, self.out_fd, size, 0, None, self.methods, stats.by_method, self.progress)
