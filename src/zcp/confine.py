@@ -87,7 +87,12 @@ class ConfinedDir:
     @classmethod
     def open(cls, dest: str, *, use_openat2: bool | None = None) -> "ConfinedDir":
         """Open the existing folder ``dest`` (a symlink given by the user is fine: it is DEST)."""
-        return cls(os.open(dest, _DIR_FLAGS), use_openat2=use_openat2)
+        fd = os.open(dest, _DIR_FLAGS)
+        try:
+            return cls(fd, use_openat2=use_openat2)
+        except BaseException:  # the probe failed: the fd is nobody's yet
+            os.close(fd)
+            raise
 
     @property
     def uses_openat2(self) -> bool:

@@ -179,3 +179,20 @@ def test_delete_leaves_the_destination_folders_times_as_the_source_has_them(tmp_
     os.utime(src / "sub", ns=(10**18, 10**18))
     assert call_zcp(capsys, "-a", "--delete", f"{src}/", dst).code == 0
     assert os.stat(dst / "sub").st_mtime_ns == 10**18  # set again after its entries were deleted
+
+
+def test_an_entry_already_gone_when_its_deletion_runs_is_not_a_failure(tmp_path):
+    """Planned for deletion, removed by someone else before its turn: nothing left to do (rsync
+    says nothing either), not exit 23."""
+    src, dst = _trees(tmp_path, {"gone": b"x", "tree/a": b"a", "tree/b": b"b"})
+
+    class RemovingFirst(RecordingSink):
+        def planned(self, action):
+            if action.op is Op.DELETE and action.rel == "gone":
+                os.unlink(dst / "gone")
+                os.unlink(dst / "tree" / "a")
+            super().planned(action)
+
+    stats = replicate([f"{src}/"], str(dst), Config(recursive=True, delete=True, jobs=1), RemovingFirst())
+    assert (stats.failed, stats.exit_code()) == (0, ExitCode.OK)
+    assert not (dst / "tree").exists()

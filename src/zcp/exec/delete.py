@@ -24,6 +24,8 @@ def delete_beneath(root: str, rel: str) -> int:
             parent_fd = confined.open_folder(tuple(parents))
     except StreamError as exc:
         raise FileError(f"{rel}: not deleted: {exc}") from None
+    except FileNotFoundError:  # its folder is gone already, and the entry with it
+        return 0
     try:
         return _remove(parent_fd, name)
     finally:
@@ -31,16 +33,24 @@ def delete_beneath(root: str, rel: str) -> int:
 
 
 def _remove(parent_fd: int, name: str) -> int:
-    st = os.stat(name, dir_fd=parent_fd, follow_symlinks=False)
-    if not stat.S_ISDIR(st.st_mode):
-        os.unlink(name, dir_fd=parent_fd)
-        return 1
+    """Remove one entry (a folder with all it holds); what is already gone was removed by someone
+    else, and counts for nothing rather than as a failure."""
+    try:
+        st = os.stat(name, dir_fd=parent_fd, follow_symlinks=False)
+        if not stat.S_ISDIR(st.st_mode):
+            os.unlink(name, dir_fd=parent_fd)
+            return 1
+        fd = os.open(name, _DIR_FLAGS, dir_fd=parent_fd)
+    except FileNotFoundError:
+        return 0
     removed = 0
-    fd = os.open(name, _DIR_FLAGS, dir_fd=parent_fd)
     try:
         for child in sorted(os.listdir(fd)):
             removed += _remove(fd, child)
     finally:
         os.close(fd)
-    os.rmdir(name, dir_fd=parent_fd)
+    try:
+        os.rmdir(name, dir_fd=parent_fd)
+    except FileNotFoundError:
+        return removed
     return removed + 1

@@ -278,6 +278,8 @@ class Executor:
         else:
             fd = os.open(action.dst, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
             try:
+                if not stat.S_ISREG(os.fstat(fd).st_mode):  # replaced since the plan: not ours to change
+                    raise FileError(f"{action.dst}: no longer a regular file")
                 self._warn_all(self.meta.apply_fd(fd, src, action.existing))
             finally:
                 os.close(fd)
@@ -300,8 +302,8 @@ class Executor:
         except OSError as exc:
             if exc.errno != errno.ENOTEMPTY:
                 raise
-            raise FileError(f"{action.dst}: a folder that is not empty is in the way of a "
-                            f"{action.src.kind} (--delete replaces it)") from None
+            raise FileError(f"{action.dst}: a folder that is not empty is in the way of a {action.src.kind}"
+                            " (--delete replaces it, except at the destination's root)") from None
 
     def _mkdir(self, action: Action) -> None:
         existing = action.existing
