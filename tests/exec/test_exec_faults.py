@@ -7,6 +7,7 @@ import errno
 import os
 import random
 import re
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -386,3 +387,19 @@ def test_a_replacement_is_written_without_a_name_until_it_is_complete(pair):
     assert stats.files == 1
     assert seen_while_writing == [["f"]]
     assert (dst / "f").read_bytes() == (src / "f").read_bytes()
+
+
+def test_metadata_is_never_applied_to_a_folder_that_took_a_files_place(pair):
+    """ATTRS planned for a file: if a folder stands there when it runs, it is not given the file's mode."""
+    src, dst = pair
+    _write(src / "f", 10)
+    assert _copy_tree(src, dst, preserve=Preserve.archive()).files == 1
+    os.chmod(src / "f", 0o600)
+
+    def swap():
+        os.unlink(dst / "f")
+        os.mkdir(dst / "f", 0o755)
+
+    stats = _copy_tree(src, dst, HookSink(_on_planned("f", swap)), preserve=Preserve.archive())
+    assert (stats.failed, stats.attrs) == (1, 0)
+    assert stat.S_IMODE(os.stat(dst / "f").st_mode) == 0o755
