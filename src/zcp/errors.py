@@ -12,10 +12,10 @@ from enum import IntEnum
 
 class ExitCode(IntEnum):
     OK = 0
-    USAGE = 1  # bad options or arguments; also `zcp check`: trees differ
+    USAGE = 1  # bad options or arguments; also `zcp check`: trees differ; `zcp hash -c`: a sum differs
     FILE_IO = 11  # a whole-run failure to read or write (e.g. destination unusable)
     STREAM = 12  # malformed, truncated, unsafe or corrupted stream / protocol data
-    INTERRUPTED = 20  # SIGINT / SIGTERM
+    INTERRUPTED = 20  # SIGINT / SIGTERM / SIGHUP
     PARTIAL = 23  # some files failed, the rest were transferred
     VANISHED = 24  # some source files vanished during the run, the rest were transferred
     MAX_DELETE = 25  # --max-delete stopped deletions

@@ -1,4 +1,4 @@
-"""Pure values passed from the planner to the executor. No I/O here.
+"""Values passed from the planner to the executor (Landing.of alone reads a folder's default ACL).
 
 They are values: nothing changes them once made. They are not frozen dataclasses only because
 those cost six times more to make (a setattr per field), and one or two are made per entry.
@@ -46,7 +46,7 @@ DEVICE_KINDS = frozenset({Kind.CHAR, Kind.BLOCK})
 
 @dataclass(slots=True)
 class Entry:
-    """An lstat snapshot of one path. ``path`` is the real path; names are str (surrogateescape)."""
+    """An lstat snapshot of one path: ``path`` is the path it was taken of; names are str (surrogateescape)."""
 
     path: str
     kind: Kind

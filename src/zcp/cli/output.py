@@ -1,4 +1,5 @@
-"""Human output on stderr: per-file errors and warnings, -v listing, the plan for -n, the summary."""
+"""What a run prints: errors, warnings, the -v listing and the summary on stderr; the plan of -n and
+the -i lines on stdout."""
 
 from __future__ import annotations
 

@@ -1,9 +1,10 @@
 """Atomic placement: the target is always either its old self (or absent) or the complete new file.
 
-A new file is written as an unnamed inode (O_TMPFILE) and linked into place when complete: if the
-process dies, even by SIGKILL, the kernel frees it and nothing is left behind. A file that
-replaces another, or lands on a filesystem without O_TMPFILE, is written as ``.name.<token>.zcp``
-beside the target and renamed over it; a failure removes that temp file.
+A file is written as an unnamed inode (O_TMPFILE) and named only when complete: linked at the
+target's name, or, to replace a file, linked beside it and renamed over it. If the process dies
+while writing, even by SIGKILL, the kernel frees the inode and nothing is left behind. On a
+filesystem without O_TMPFILE it is written as ``.name.<token>.zcp`` beside the target and renamed
+over it; a failure removes that temp file.
 """
 
 from __future__ import annotations
@@ -106,21 +107,22 @@ class Pending:
 
     @classmethod
     def create(cls, target: str, mode: int, unnamed: bool) -> "Pending":
-        """``unnamed``: try O_TMPFILE (for a target that does not exist yet). Raises
-        UnnamedUnsupported when the filesystem cannot, so the caller can stop asking."""
+        """``unnamed``: try O_TMPFILE. Raises UnnamedUnsupported when the filesystem cannot, so the
+        caller can stop asking."""
         if unnamed:
             return cls(target, open_unnamed(target.rpartition("/")[0] or ".", mode), None)
         path, fd = create_temp(target, mode)
         return cls(target, fd, path)
 
     def commit(self) -> None:
-        """Put the complete file in place (the fd stays open; close() it after)."""
+        """Put the complete file in place (the fd stays open; close() it after). An unnamed one may
+        raise UnnamedUnsupported (linkat refused here): the caller then writes it again, named."""
         if self.temp is None:
             try:
                 link_unnamed(self.fd, self.target)
-            except FileExistsError:  # appeared since the plan: replace it, atomically all the same
+            except FileExistsError:  # a file to replace: beside it, then over it, atomically
                 make_beside(self.target, lambda path: link_unnamed(self.fd, path))
-            return  # UnnamedUnsupported (linkat refused here): the caller writes it again, named
+            return
         os.rename(self.temp, self.target)
         _live.discard(self.temp)
         self.temp = None

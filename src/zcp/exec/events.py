@@ -158,7 +158,7 @@ class NullSink:
 
 
 class RecordingSink(NullSink):
-    """Keeps every event: for tests and for JSON output."""
+    """Keeps every event, for tests."""
 
     def __init__(self) -> None:
         self.events: list[tuple] = []

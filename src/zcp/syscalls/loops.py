@@ -1,4 +1,5 @@
-"""The copy primitives: one exact loop per kernel path (design.md conventions 1 and 2).
+"""The copy primitives: one exact loop per kernel path, which retries short transfers and EINTR,
+polls on EAGAIN, and gives up on a method only while it has written nothing.
 
 Every loop copies exactly ``length`` bytes (``None``: until EOF) and returns the count. An offset of
 ``None`` uses and advances the fd's own position (pipes, sockets, O_APPEND files); an int means
