@@ -424,3 +424,17 @@ def test_verify_says_so_when_received_files_carry_no_hash(tmp_path):
     assert tar.returncode == 0 and "carried no hash" in tar.stderr
     ours = shell("zcp -a src/ - | zcp --verify - fromzcp/", tmp_path)
     assert ours.returncode == 0 and ours.stderr == ""
+
+
+def test_a_socket_is_left_out_of_a_stream_with_a_warning(tmp_path, monkeypatch):
+    import socket
+
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "a").write_bytes(b"a")
+    monkeypatch.chdir(tmp_path / "src")  # a short relative path for bind()
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.bind("sock")
+        done = shell("zcp -a src/ - | zcp -a - out/", tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "skipping socket 'sock' (tar has no type for it)" in done.stderr
+    assert sorted(os.listdir(tmp_path / "out")) == ["a"]

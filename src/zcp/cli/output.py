@@ -146,6 +146,11 @@ def count_of(n: int, one: str, many: str = "") -> str:
     return f"{n} {one if n == 1 else many or one + 's'}"
 
 
+def bytes_by_method(by_method: dict[Method, int]) -> str:
+    """'copy_file_range 1.0 GiB, rw 2.0 KiB': most bytes first."""
+    return ", ".join(f"{method} {human_bytes(n)}" for method, n in sorted(by_method.items(), key=lambda kv: -kv[1]))
+
+
 def summary_lines(stats: Stats, seconds: float) -> list[str]:
     rate = stats.bytes / seconds if seconds > 0 else 0.0
     lines = [
@@ -158,8 +163,7 @@ def summary_lines(stats: Stats, seconds: float) -> list[str]:
     if stats.attrs or stats.deleted:
         lines.append(f"{stats.attrs} with metadata fixed, {stats.deleted} deleted")
     if stats.by_method:
-        parts = ", ".join(f"{m} {human_bytes(n)}" for m, n in sorted(stats.by_method.items(), key=lambda kv: -kv[1]))
-        lines.append(f"bytes by method: {parts}")
+        lines.append(f"bytes by method: {bytes_by_method(stats.by_method)}")
     if stats.failed or stats.vanished:
         lines.append(f"{stats.failed} failed, {stats.vanished} vanished")
     return lines

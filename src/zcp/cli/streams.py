@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 
-from zcp.cli.output import count_of, detach_stdout, human_bytes, printable
+from zcp.cli.output import bytes_by_method, count_of, detach_stdout, human_bytes, printable
 from zcp.config import Compare, Config, Method, Reflink, StreamFormat
 from zcp.errors import BrokenPipe, ExitCode, FileError, SourceChanged, UsageError, ZcpError, describe, run_exit_code
 from zcp.model import SPECIAL_KINDS, Entry, Kind
@@ -162,7 +162,10 @@ def _items(roots: list[_Root], config: Config, reporter: "_Reporter") -> Iterato
         if (entry.dev, entry.ino) == output:
             reporter.warned(f"'{name}' is the stream's own output: not sent")
             return False
-        if entry.kind in SPECIAL_KINDS and entry.kind is not Kind.SOCKET and not config.preserve.specials:
+        if entry.kind is Kind.SOCKET:
+            reporter.warned(f"skipping socket '{name}' (tar has no type for it)")
+            return False
+        if entry.kind in SPECIAL_KINDS and not config.preserve.specials:
             reporter.warned(f"skipping {entry.kind} '{name}' (sent only with -D or -a)")
             return False
         return True
@@ -250,8 +253,7 @@ def _rate(nbytes: int, seconds: float) -> str:
 def _by_method(by_method: dict[Method, int]) -> str:
     if not by_method:
         return ""
-    parts = ", ".join(f"{method} {human_bytes(n)}" for method, n in sorted(by_method.items(), key=lambda kv: -kv[1]))
-    return f"; bytes by method: {parts}"
+    return f"; bytes by method: {bytes_by_method(by_method)}"
 
 
 class _Reporter:

@@ -74,7 +74,7 @@ def check_command(
 ) -> int:
     import json
 
-    from zcp.cli.output import human_bytes, printable
+    from zcp.cli.output import count_of, human_bytes, printable
     from zcp.treecheck import compare_trees, to_json
 
     hashed = 0
@@ -99,7 +99,7 @@ def check_command(
                     out.write(os.fsencode(printable(f"{diff.kind}: {diff.rel}{reason}")) + b"\n")
         except OSError as exc:
             raise ZcpError(describe(exc)) from None
-    print(f"{_count(differences, 'difference')}, {human_bytes(hashed)} hashed", file=sys.stderr)
+    print(f"{count_of(differences, 'difference')}, {human_bytes(hashed)} hashed", file=sys.stderr)
     if errors:
         return ExitCode.PARTIAL
     return ExitCode.USAGE if differences else ExitCode.OK  # 1: differ, as diff(1) says it
@@ -153,7 +153,7 @@ def _regular_files(top: str, fail: Callable[[str], None]) -> Iterator[str]:
 
 
 def _check_lists(lists: list[str], quiet: bool, out: _Stdout) -> int:
-    from zcp.cli.output import printable
+    from zcp.cli.output import count_of, printable
     from zcp.hashlist import MalformedLine, check_list, parse_lines
 
     bad_lists = unreadable = mismatched = 0
@@ -182,9 +182,9 @@ def _check_lists(lists: list[str], quiet: bool, out: _Stdout) -> int:
                 _note(result.detail)
                 out.write(f"{name}: FAILED open or read\n".encode())
     if unreadable:
-        _note(f"WARNING: {_count(unreadable, 'listed file')} could not be read")
+        _note(f"WARNING: {count_of(unreadable, 'listed file')} could not be read")
     if mismatched:
-        _note(f"WARNING: {_count(mismatched, 'computed checksum')} did NOT match")
+        _note(f"WARNING: {count_of(mismatched, 'computed checksum')} did NOT match")
     # 1, as sha256sum -c and xxhsum -c exit when a check fails
     return ExitCode.USAGE if bad_lists or unreadable or mismatched else ExitCode.OK
 
@@ -194,10 +194,6 @@ def _read_all(path: str) -> bytes:
         return sys.stdin.buffer.read()
     with open(path, "rb") as f:
         return f.read()
-
-
-def _count(n: int, noun: str) -> str:
-    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def _note(message: str) -> None:
