@@ -43,7 +43,7 @@ class Planner:
         self.excluder = config.filters or None
         root = os.geteuid() == 0 if is_root is None else is_root
         self.decider = Decider(config, root)
-        self._unchanged = unchanged_test(config, root) if count_unchanged else None
+        self._is_unchanged = unchanged_test(config, root) if count_unchanged else None
         self._checksum = config.compare is Compare.CHECKSUM
         self._xattrs = config.preserve.xattrs
         self._on_error = on_error
@@ -161,7 +161,7 @@ class Planner:
         except OSError as exc:  # vanished since the listing, unreadable, or an unreadable destination
             self.on_error(path, exc)
             return ()
-        if (dst_st is not None and self._unchanged is not None and self._unchanged(st, dst_st)
+        if (dst_st is not None and self._is_unchanged is not None and self._is_unchanged(st, dst_st)
                 and not (self._xattrs and has_xattrs(path))):  # those are compared the long way
             self.unchanged += 1  # most of a re-sync: no Entry, no Action
             return ()
