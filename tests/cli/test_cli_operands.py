@@ -215,3 +215,18 @@ def test_a_destination_through_a_symlink_and_dotdot_is_where_the_kernel_says(tmp
     monkeypatch.chdir(tmp_path)
     assert call_zcp(capsys, "f", "lsub/../adir/new").code == 0
     assert (tmp_path / "real" / "adir" / "new").read_bytes() == b"f"
+
+
+def test_filters_without_their_order_are_refused_not_dropped(tmp_path):
+    """Embedding the typer app without main() loses the order of --exclude/--include: an error,
+    never a copy that silently ignores them."""
+    from typer.testing import CliRunner
+
+    from zcp.cli.app import app
+
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "skip.o").write_bytes(b"o")
+    result = CliRunner().invoke(app, ["-a", "--exclude", "*.o", f"{tmp_path}/src/", str(tmp_path / "dst")])
+    assert result.exit_code != 0
+    assert "filters need the command line in order" in str(result.exception)
+    assert not (tmp_path / "dst").exists()

@@ -100,7 +100,7 @@ def copy(
         recursive=recursive or archive, preserve=preserve, method=method, reflink=reflink, dry_run=dry_run,
         verbose=verbose, quiet=quiet, fsync=fsync, jobs=jobs or default_jobs(), compare=compare, update=update,
         ignore_existing=ignore_existing, delete=delete or delete_excluded or max_delete is not None,
-        max_delete=max_delete, delete_excluded=delete_excluded, filters=_filters(ctx.obj or []), itemize=itemize, verify=verify, inplace=inplace,
+        max_delete=max_delete, delete_excluded=delete_excluded, filters=_filters(ctx.obj, bool(exclude or include or exclude_from or include_from)), itemize=itemize, verify=verify, inplace=inplace,
     )
     sources, dest = paths[:-1], paths[-1]
     if "-" in paths:  # a pipe end: stdin as the source or stdout as the destination
@@ -116,8 +116,15 @@ _FILTER_OPTIONS = {"--exclude": (False, False), "--include": (True, False),
                    "--exclude-from": (False, True), "--include-from": (True, True)}
 
 
-def _filters(argv: list[str]):
-    """Filter rules in command-line order (typer groups each option's values, losing their order)."""
+def _filters(argv: list[str] | None, given: bool):
+    """Filter rules in command-line order, read from ``argv`` as main() hands it over: typer groups
+    each option's values, losing their order, and the first matching rule wins."""
+    if not given:
+        return None
+    if argv is None:
+        raise UsageError("filters need the command line in order: run zcp through zcp.cli.app.main")
+    from zcp.planner.filters import Filters  # only runs with filters pay for it
+
     rules: list[tuple[bool, str]] = []
     args = iter(argv)
     for arg in args:
@@ -128,18 +135,8 @@ def _filters(argv: list[str]):
             continue
         include, from_file = _FILTER_OPTIONS[name]
         value = value if eq else next(args, "")
-        rules.extend(_read_rules(value, include) if from_file else [(include, value)])
-    if not rules:
-        return None
-    from zcp.planner.filters import Filters
-
-    return Filters.build(rules)
-
-
-def _read_rules(path: str, include: bool) -> list[tuple[bool, str]]:
-    from zcp.planner.filters import Filters
-
-    return Filters.read_rules_file(path, include)
+        rules.extend(Filters.read_rules_file(value, include) if from_file else [(include, value)])
+    return Filters.build(rules) if rules else None
 
 
 def default_jobs() -> int:
