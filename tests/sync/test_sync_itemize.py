@@ -74,6 +74,21 @@ def test_dry_run_lists_exactly_what_the_run_does(tmp_path, jobs):
     assert (again.code, again.out, again.err) == (0, "", "")
 
 
+@pytest.mark.parametrize("operands", [("s1/", "s2"), ("s2", "s1/")], ids=["contents-first", "contents-last"])
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_dry_run_into_a_folder_the_run_makes_lists_what_the_run_does(tmp_path, operands, jobs):
+    """The run makes a missing folder target before it starts; -n makes nothing. Both plan the
+    root that lands there as the new folder it is."""
+    build(tmp_path / "s1", {"a": b"a", "sub/c": b"c"})
+    build(tmp_path / "s2", {"b": b"b"})
+    planned = run_zcp("-a", "-n", "-i", "-j", jobs, *operands, "new/", cwd=tmp_path)
+    assert (planned.code, planned.err) == (0, "") and not (tmp_path / "new").exists()
+    done = run_zcp("-a", "-i", "-j", jobs, *operands, "new/", cwd=tmp_path)
+    assert (done.code, done.err) == (0, "")
+    assert done.out.splitlines() == planned.out.splitlines()
+    assert "cd+++++++++ ./" in done.out.splitlines()
+
+
 def test_lines_look_like_rsync(tmp_path):
     src, (dst,) = _synced_then_changed(tmp_path)
     lines = run_zcp("-a", "-n", "-i", "--delete", f"{src}/", dst).out.splitlines()

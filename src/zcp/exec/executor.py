@@ -311,7 +311,11 @@ class Executor:
             os.unlink(action.dst)  # a file or symlink where the source has a folder
             existing = None
         if existing is None:
-            os.mkdir(action.dst, 0o700)  # writable by us until its contents are in; mode comes last
+            try:
+                os.mkdir(action.dst, 0o700)  # writable by us until its contents are in; mode comes last
+            except FileExistsError:  # made since the plan (a folder target, by this very run): ours
+                if not stat.S_ISDIR(os.lstat(action.dst).st_mode):
+                    raise
         self.stats.dirs += 1
         self.folders.append(action)
         self.sink.finished(action, None, 0)

@@ -10,7 +10,7 @@ Naming rule (rsync's trailing slash, cp's behaviour otherwise):
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from zcp.errors import UsageError
 from zcp.model import Entry, Kind
@@ -21,6 +21,9 @@ class Transfer:
     src: Entry  # the operand, stat'ed (a symlink operand is followed unless links are preserved)
     dst: str  # where that entry lands
     name: str = ""  # what output calls its root, as rsync does: the source's name; "" for SRC/
+    # The root is the folder target this run makes before it starts (create_folder): planned as the
+    # new folder it is, so that -n, which makes nothing, plans exactly what the run does.
+    made_by_run: bool = False
 
 
 @dataclass(frozen=True)
@@ -45,6 +48,8 @@ def resolve(sources: list[str], dest: str, *, recursive: bool, keep_links: bool)
             raise UsageError(f"'{seen[norm]}' and '{t.src.path}' would both be written to '{t.dst}'")
         seen[norm] = t.src.path
     needs_folder = into_folder and not os.path.isdir(dest) and any(t.dst != dest for t in transfers)
+    if needs_folder:
+        transfers = [replace(t, made_by_run=True) if t.dst == dest else t for t in transfers]
     return Operands(transfers, dest if needs_folder else None)
 
 

@@ -78,7 +78,7 @@ class Planner:
     def plan_root(self, transfer: Transfer) -> Iterator[Action | Folder]:
         """The transfer's root entry, and the root as a Folder when it is one."""
         src, dst_root = transfer.src, transfer.dst
-        existing = _lstat(dst_root)
+        existing = None if transfer.made_by_run else _lstat(dst_root)
         landing = self._parent_of(dst_root)
         yield self._decide("", src, dst_root, existing, landing)
         if src.kind is Kind.DIR:
