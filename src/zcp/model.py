@@ -13,7 +13,7 @@ from enum import StrEnum
 from operator import attrgetter
 from typing import NamedTuple
 
-from zcp.config import Method
+from zcp.config import Method, Preserve
 
 
 class Kind(StrEnum):
@@ -183,3 +183,18 @@ class Extra(NamedTuple):
     """A destination entry absent from the source: deleted after everything else (--delete)."""
 
     action: Action
+
+
+def metadata_differences(src: Entry, dst: Entry, preserve: Preserve, is_root: bool) -> list[str]:
+    """Which preserved attributes of ``dst`` differ from ``src`` (names as in itemized output)."""
+    differ = []
+    if preserve.mode and src.mode != dst.mode:
+        differ.append("perms")
+    if preserve.times and src.mtime_ns != dst.mtime_ns:
+        differ.append("time")
+    if preserve.owner and is_root:
+        if src.uid != dst.uid:
+            differ.append("owner")
+        if src.gid != dst.gid:
+            differ.append("group")
+    return differ

@@ -14,8 +14,7 @@ from zcp.exec.events import NullSink, Sink, Stats
 from zcp.exec.filecopy import copy_bytes
 from zcp.exec.metadata import MetadataPolicy, current_umask
 from zcp.xattrs import xattrs_differ
-from zcp.planner.decide import metadata_differences
-from zcp.model import DIR, SKIP, SPECIAL_KINDS, Action, Entry, Kind, Op, Unchanged
+from zcp.model import DIR, SKIP, SPECIAL_KINDS, Action, Entry, Kind, Op, Unchanged, metadata_differences
 from zcp.syscalls import Capabilities
 
 # Below this size a file's bytes are counted when it is done, not chunk by chunk.

@@ -7,8 +7,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from stat import S_ISREG
 
-from zcp.config import Compare, Config, Preserve
-from zcp.model import ATTRS, COPY, DIR, FILE, SKIP, SPECIAL_KINDS, SYMLINK, UPDATE, Action, Entry, Landing, Op
+from zcp.config import Compare, Config
+from zcp.model import (ATTRS, COPY, DIR, FILE, SKIP, SPECIAL_KINDS, SYMLINK, UPDATE, Action, Entry, Landing, Op,
+                       metadata_differences)
 from zcp.planner.choose import choose_methods
 
 
@@ -104,21 +105,6 @@ class Decider:
         if existing is not None and existing.kind is src.kind and existing.rdev == src.rdev:
             return self._attrs(rel, src, dst, existing)
         return Action(Op.SPECIAL, rel, dst, src, existing=existing, reason=f"new {src.kind}")
-
-
-def metadata_differences(src: Entry, dst: Entry, preserve: Preserve, is_root: bool) -> list[str]:
-    """Which preserved attributes of ``dst`` differ from ``src`` (names as in itemized output)."""
-    differ = []
-    if preserve.mode and src.mode != dst.mode:
-        differ.append("perms")
-    if preserve.times and src.mtime_ns != dst.mtime_ns:
-        differ.append("time")
-    if preserve.owner and is_root:
-        if src.uid != dst.uid:
-            differ.append("owner")
-        if src.gid != dst.gid:
-            differ.append("group")
-    return differ
 
 
 def unchanged_test(config: Config, is_root: bool) -> Callable[[os.stat_result, os.stat_result], bool] | None:

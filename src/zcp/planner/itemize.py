@@ -9,8 +9,7 @@ all of them on a new entry. Unchanged entries print nothing.
 from __future__ import annotations
 
 from zcp.config import Compare, Config
-from zcp.model import COPYING_OPS, Action, Entry, Kind, Op
-from zcp.planner.decide import metadata_differences
+from zcp.model import COPYING_OPS, Action, Entry, Kind, Op, metadata_differences
 
 _KIND_LETTER = {
     Kind.FILE: "f", Kind.DIR: "d", Kind.SYMLINK: "L", Kind.CHAR: "D", Kind.BLOCK: "D",
