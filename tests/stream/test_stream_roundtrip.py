@@ -138,10 +138,14 @@ def test_setuid_bits_are_stripped_unless_asked(tmp_path):
     (src / "tool").chmod(0o6755)
     (src / "shared").mkdir()
     (src / "shared").chmod(0o1777)
-    pipe_transfer(walk_items(src), f"{tmp_path}/plain/")
-    pipe_transfer(walk_items(src), f"{tmp_path}/kept/", keep_perms=True)
+    umask = os.umask(0o022)
+    try:
+        pipe_transfer(walk_items(src), f"{tmp_path}/plain/")
+        pipe_transfer(walk_items(src), f"{tmp_path}/kept/", keep_perms=True)
+    finally:
+        os.umask(umask)
     assert (tmp_path / "plain" / "tool").stat().st_mode & 0o7777 == 0o755
-    assert (tmp_path / "plain" / "shared").stat().st_mode & 0o7777 == 0o777
+    assert (tmp_path / "plain" / "shared").stat().st_mode & 0o7777 == 0o755  # less the umask, as cp
     assert (tmp_path / "kept" / "tool").stat().st_mode & 0o7777 == 0o6755
     assert (tmp_path / "kept" / "shared").stat().st_mode & 0o7777 == 0o1777
 
@@ -170,8 +174,9 @@ def test_owner_is_kept_when_asked(tmp_path):
 
 
 def test_files_get_their_exact_mode_and_owner_whatever_the_folder_does_to_new_files(tmpfs_dir):
-    """Files are created with their mode, so usually need no chown or chmod: they still must end
-    exact where the umask cuts bits, a setgid folder gives its group, a default ACL sets the mode."""
+    """Files are created with their mode, so usually need no chown or chmod: with -p they still
+    must end exact where the umask cuts bits, a setgid folder gives its group, a default ACL sets
+    the mode."""
     need_root()
     src, dest = tmpfs_dir / "src", tmpfs_dir / "dest"
     wanted: dict[str, tuple[int, int, int]] = {}
@@ -191,7 +196,7 @@ def test_files_get_their_exact_mode_and_owner_whatever_the_folder_does_to_new_fi
     give_default_acl(dest / "acl", other=0)
     old_umask = os.umask(0o002)  # cuts less than the ACL does: only the ACL changes 644
     try:
-        pipe_transfer(walk_items(src), f"{dest}/", preserve_owner=True)
+        pipe_transfer(walk_items(src), f"{dest}/", preserve_owner=True, keep_perms=True)
     finally:
         os.umask(old_umask)
     got = {}
@@ -411,3 +416,54 @@ def test_verify_hashes_every_received_file_as_read_back_from_storage(tmp_path, m
     assert sorted(read_back) == sorted(sizes.values())
     for name in sizes:
         assert (tmp_path / "dest" / name).read_bytes() == (src / name).read_bytes()
+
+
+def test_without_perms_the_umask_and_existing_modes_rule_as_in_a_local_copy(tmp_path):
+    """`zcp - dst` without -p does what `zcp src/ dst` does: new entries get the stream's bits less
+    the umask, a replaced file and every folder that was there keep their modes, DEST included, and
+    a new folder keeps the setgid it inherits."""
+    src, dest = tmp_path / "src", tmp_path / "dest"
+    (src / "old-folder").mkdir(parents=True)
+    (src / "new-folder").mkdir()
+    for name in ("new", "replaced"):
+        (src / name).write_bytes(b"x")
+        (src / name).chmod(0o666)
+    for folder in (src, src / "old-folder", src / "new-folder"):
+        folder.chmod(0o777)
+    (dest / "old-folder").mkdir(parents=True)
+    (dest / "replaced").write_bytes(b"old")
+    (dest / "replaced").chmod(0o600)
+    dest.chmod(0o2750)
+    (dest / "old-folder").chmod(0o700)
+    umask = os.umask(0o077)
+    try:
+        pipe_transfer(walk_items(src), f"{dest}/")
+    finally:
+        os.umask(umask)
+    modes = {p: stat.S_IMODE(os.stat(dest / p).st_mode) for p in ("", "old-folder", "new-folder", "new", "replaced")}
+    assert modes == {"": 0o2750, "old-folder": 0o700, "new-folder": 0o2700, "new": 0o600, "replaced": 0o600}
+    assert (dest / "replaced").read_bytes() == b"x"
+
+
+def test_a_failed_receive_still_finishes_the_folders_it_made(tmp_path):
+    """A stream refused half way leaves what it made with its modes and times, not 0700."""
+    stream = (member(b"a/", pax.DIRECTORY, mode=0o755, records=[("mtime", b"1000000000.5")])
+              + member(b"a/x", body=b"x") + member(b"c", body=b"c"))
+    (tmp_path / "dest" / "c").mkdir(parents=True)  # a folder in the way of file c: the stream stops there
+    with pytest.raises(ZcpError, match="a folder is in the way"):
+        receive_bytes(stream + END, f"{tmp_path}/dest/", keep_perms=True)
+    st = os.stat(tmp_path / "dest" / "a")
+    assert (stat.S_IMODE(st.st_mode), st.st_mtime_ns) == (0o755, 1_000_000_000_500_000_000)
+
+
+def test_a_refusal_in_a_read_only_folder_names_the_entry(tmp_path, monkeypatch):
+    """Not '.': the folder the kernel refused to write in is where the entry goes (what a user
+    other than root meets in a 0555 folder)."""
+    def refused(folder, mode, dir_fd=None):
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), folder)
+
+    monkeypatch.setattr(reader, "open_unnamed", refused)
+    monkeypatch.setattr(reader, "_can_name_unnamed", lambda fd: True)
+    with pytest.raises(ZcpError) as caught:
+        receive_bytes(member(b"ro/x", body=b"x") + END, f"{tmp_path}/dest/")
+    assert str(caught.value) == f"ro/x: {os.strerror(errno.EACCES)}"

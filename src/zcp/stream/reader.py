@@ -25,7 +25,7 @@ from zcp.hashing import TrailingDigest, hash_bytes, hash_fd, hex_digest, read_ba
 from zcp.model import DIR, FILE, SYMLINK, Kind, Landing
 from zcp.stream import pax
 from zcp.confine import ConfinedDir, Parts, display, split_name
-from zcp.exec.atomic import UnnamedUnsupported, link_unnamed, open_unnamed, temp_name
+from zcp.exec.atomic import TEMP_SUFFIX, UnnamedUnsupported, link_unnamed, open_unnamed, temp_name
 from zcp.exec.metadata import current_umask
 from zcp.xattrs import XATTR_NOT_SET
 from zcp.stream.members import SMALL_BODY, Member, TarReader
@@ -141,10 +141,11 @@ def _sniff_zcp(in_fd: int, first: bytes) -> tuple[bytes, bool]:
 
 def _unpack(reader: TarReader, dest: str, options: _Options, read: Iterable[Member] = ()) -> ReceiveStats:
     """Unpack into the folder DEST (created if missing); ``read``: members already taken from ``reader``."""
-    if not os.path.isdir(dest):
+    made = not os.path.isdir(dest)
+    if made:
         os.mkdir(dest)
     with ConfinedDir.open(dest) as root:
-        unpacker = _Unpacker(reader, root, options, ReceiveStats())
+        unpacker = _Unpacker(reader, root, options, ReceiveStats(), root_made=made)
         unpacker.run(read)
         return unpacker.stats
 
@@ -173,7 +174,7 @@ def _receive_single(reader: TarReader, dest: str, options: _Options) -> ReceiveS
             if following is not None:
                 _make_folder(parent_fd, leaf, dest)
                 with ConfinedDir.open(dest) as root:
-                    unpacker = _Unpacker(reader, root, options, stats)
+                    unpacker = _Unpacker(reader, root, options, stats, root_made=True)
                     unpacker.adopt(new, member)
                     unpacker.run([following])
                 return stats
@@ -257,11 +258,12 @@ class _FileReceiver:
         self.options = options
         self._methods: tuple[Method, ...] = ()
 
-    def fill(self, fd: int, member: Member, landing: Landing | None) -> None:
+    def fill(self, fd: int, member: Member, landing: Landing | None, replaced_mode: int | None = None) -> None:
         """The body into the new, empty file open as ``fd``, verified, with its metadata.
 
         ``landing``: what the folder does to new files, when the file was created there with its
-        mode (less the umask); usually no chown or chmod is then needed.
+        mode (less the umask); usually no chown or chmod is then needed. ``replaced_mode``: without
+        -p, the mode of the file it replaces, which it keeps (as cp and rsync keep it).
         """
         options = self.options
         if options.on_file is not None:
@@ -294,7 +296,7 @@ class _FileReceiver:
                     f"hash mismatch for {member.name!r}: stream says {hex_digest(member.digest)}, got {hex_digest(digest)}"
                 )
             self.stats.verified += 1
-        apply_fd_metadata(fd, member, options, landing)
+        apply_fd_metadata(fd, member, options, landing, replaced_mode)
         self.stats.files += 1
         self.stats.bytes += size
 
@@ -330,9 +332,12 @@ class _FileReceiver:
 class _Unpacker:
     """Each member of a tar stream created beneath DEST; folder metadata applied at the end."""
 
-    def __init__(self, reader: TarReader, root: ConfinedDir, options: _Options, stats: ReceiveStats):
+    def __init__(self, reader: TarReader, root: ConfinedDir, options: _Options, stats: ReceiveStats,
+                 root_made: bool = False):
+        """``root_made``: DEST was made for this stream (else, without -p, it keeps its mode)."""
         self.reader = reader
         self.root = root
+        self.root_made = root_made
         self.options = options
         self.stats = stats
         self.files = _FileReceiver(reader, self.stats, options)
@@ -341,16 +346,23 @@ class _Unpacker:
         # made, and a failure ends the run: the non-folders here are exactly those received, the
         # only valid hard link targets.
         self.seen: dict[str, Kind] = {"": Kind.DIR}
-        self.folders: dict[Parts, Member] = {}  # metadata to apply once their content is in
+        # Metadata to apply once their content is in; and whether the folder was there before.
+        self.folders: dict[Parts, tuple[Member, bool]] = {}
         self._last_parent: Parts = ()  # folders above the last claimed name, all known to be folders
         self._landing: tuple[Parts, Landing] | None = None  # of the last folder a file went to
         self._unnamed: bool | None = None  # files are written as unnamed inodes; None: not tried yet
 
     def run(self, read: Iterable[Member] = ()) -> None:
         """Every member: those in ``read`` (already taken from the reader), then the rest."""
-        for member in itertools.chain(read, iter(self.reader.next, None)):
-            self.stats.entries += 1
-            self._entry(member)
+        try:
+            for member in itertools.chain(read, iter(self.reader.next, None)):
+                self.stats.entries += 1
+                self._entry(member)
+        except BaseException:
+            # What was made is finished all the same (modes, times), not left 0700, as tar does.
+            with suppress(OSError, ZcpError):
+                self._finish_folders()
+            raise
         self.stats.zcp = self.reader.is_zcp
         self._finish_folders()
         self.reader.drain()
@@ -361,6 +373,10 @@ class _Unpacker:
             self._place(parts, member)
         except IsADirectoryError as exc:  # named after the entry, not the temp name that met the folder
             raise IsADirectoryError(exc.errno, f"a folder is in the way of {member.kind} {display(parts)!r}") from None
+        except OSError as exc:  # a refusal met in the entry's folder ('.') or on a temp name: the entry's
+            if exc.filename is None or exc.filename == "." or str(exc.filename).endswith(TEMP_SUFFIX):
+                raise OSError(exc.errno, exc.strerror, display(parts)) from None
+            raise
 
     def _place(self, parts: Parts, member: Member) -> None:
         if member.hardlink:
@@ -412,6 +428,7 @@ class _Unpacker:
             self._landing = (where, Landing.of(parent, st.st_dev, st.st_mode))
         if self._unnamed is None:
             self._unnamed = _can_name_unnamed(parent)
+        replaced_mode = None if self.options.keep_perms else _mode_of_file(parent, leaf)
         if self._unnamed:
             try:
                 fd = open_unnamed(".", member.mode & 0o777, dir_fd=parent)
@@ -419,7 +436,7 @@ class _Unpacker:
                 self._unnamed = False
             else:
                 try:
-                    self.files.fill(fd, member, self._landing[1])
+                    self.files.fill(fd, member, self._landing[1], replaced_mode)
                     _link_into_place(fd, parent, leaf)
                 finally:
                     os.close(fd)
@@ -428,7 +445,7 @@ class _Unpacker:
         try:  # what _Temporary does, inline: this runs for every file
             fd = os.open(tmp, _NEW_FILE, member.mode & 0o777, dir_fd=parent)
             try:
-                self.files.fill(fd, member, self._landing[1])
+                self.files.fill(fd, member, self._landing[1], replaced_mode)
             finally:
                 os.close(fd)
             os.rename(tmp, leaf, src_dir_fd=parent, dst_dir_fd=parent)
@@ -438,12 +455,16 @@ class _Unpacker:
 
     def _folder(self, parts: Parts, member: Member) -> None:
         self.reader.skip_body(member)
+        existed = not self.root_made
         if parts:
             parent = self.root.folder(parts[:-1], create=True)
-            with suppress(FileExistsError):
+            try:
                 os.mkdir(parts[-1], 0o700, dir_fd=parent)  # opened up in _finish_folders
+                existed = False
+            except FileExistsError:
+                existed = True
             self.root.folder(parts, create=False)  # refuses a symlink or a non-folder already there
-        self.folders[parts] = member
+        self.folders[parts] = (member, existed or self.folders.get(parts, (member, False))[1])
 
     def _symlink(self, parts: Parts, member: Member) -> None:
         self.reader.skip_body(member)
@@ -458,7 +479,8 @@ class _Unpacker:
     def _special(self, parts: Parts, member: Member) -> None:
         self.reader.skip_body(member)
         if not self.options.allow_devices:
-            raise StreamError(f"refusing {member.kind} entry {member.name!r}: devices and FIFOs are not allowed")
+            raise StreamError(f"refusing {member.kind} entry {member.name!r}: FIFOs and devices are received "
+                              "only with -D or -a, as root")
         if member.kind is Kind.FIFO:
             device, node_type = 0, stat.S_IFIFO
         elif member.kind in _DEVICE_TYPES and os.geteuid() == 0:
@@ -504,12 +526,19 @@ class _Unpacker:
 
     def _finish_folders(self) -> None:
         # Deepest first, so that setting a folder's mtime is not undone by work inside it.
+        failure: OSError | None = None
         for parts in sorted(self.folders, key=len, reverse=True):
-            fd = self.root.open_folder(parts)
+            member, existed = self.folders[parts]
             try:
-                apply_fd_metadata(fd, self.folders[parts], self.options)
-            finally:
-                os.close(fd)
+                fd = self.root.open_folder(parts)
+                try:
+                    apply_fd_metadata(fd, member, self.options, existed=existed)
+                finally:
+                    os.close(fd)
+            except OSError as exc:  # every other folder is still finished; the first failure is told
+                failure = failure or OSError(exc.errno, exc.strerror, display(parts))
+        if failure is not None:
+            raise failure
 
 
 def _both(first: Progress, second: Progress) -> Progress:
@@ -520,10 +549,14 @@ def _both(first: Progress, second: Progress) -> Progress:
     return both
 
 
-def apply_fd_metadata(fd: int, member: Member, options: _Options, landing: Landing | None = None) -> None:
+def apply_fd_metadata(fd: int, member: Member, options: _Options, landing: Landing | None = None,
+                      replaced_mode: int | None = None, existed: bool = False) -> None:
     """Owner, mode and times. ``landing``: the folder a file was just created in with its mode (less
-    the umask); a chown or chmod that would change nothing is then left out."""
-    mode = _mode(member, options)
+    the umask); a chown or chmod that would change nothing is then left out.
+
+    Without -p (``keep_perms``) the mode is cp's: a file keeps the mode of the one it replaces
+    (``replaced_mode``), a folder that ``existed`` keeps its own, a new one has the stream's bits
+    less the umask (a new folder also keeps the setgid it inherited from its parent)."""
     if options.preserve_owner and (landing is None or landing.setgid or (member.uid, member.gid) != options.owner):
         os.fchown(fd, member.uid, member.gid)
     if member.xattrs and options.xattrs:
@@ -537,13 +570,28 @@ def apply_fd_metadata(fd: int, member: Member, options: _Options, landing: Landi
                         raise
                     options.on_warning(f"{member.name}: xattr {name} not kept: {exc.strerror}")
     # After chown, which clears set-id bits (only those: a mode without them needs no new chmod).
-    if landing is None or landing.default_acl or mode & (_SUID_BITS | options.umask):
-        os.fchmod(fd, mode)
+    if options.keep_perms:
+        if landing is None or landing.default_acl or member.mode & (_SUID_BITS | options.umask):
+            os.fchmod(fd, member.mode)
+    elif replaced_mode is not None:
+        os.fchmod(fd, replaced_mode)
+    elif landing is None and not existed:  # a folder this stream made (a new file has its mode)
+        os.fchmod(fd, _mode(member, options) | (os.fstat(fd).st_mode & stat.S_ISGID))
     os.utime(fd, ns=_times(member))
 
 
 def _mode(member: Member, options: _Options) -> int:
-    return member.mode if options.keep_perms else member.mode & ~_SUID_BITS
+    """The mode a new entry gets: the stream's, or without -p its permission bits less the umask."""
+    return member.mode if options.keep_perms else member.mode & 0o777 & ~options.umask
+
+
+def _mode_of_file(parent_fd: int, leaf: str) -> int | None:
+    """The permission bits of the regular file named ``leaf`` there, if there is one."""
+    try:
+        st = os.stat(leaf, dir_fd=parent_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return None
+    return stat.S_IMODE(st.st_mode) if stat.S_ISREG(st.st_mode) else None
 
 
 def _times(member: Member) -> tuple[int, int]:
