@@ -116,6 +116,15 @@ def test_without_perms_a_new_copy_loses_its_set_id_bits(tmp_path, capsys):
     assert stat.S_IMODE(os.stat(tmp_path / "dst" / "dir").st_mode) == 0o2755
 
 
+def test_without_perms_a_new_folder_keeps_the_setgid_it_inherits(tmp_path, capsys):
+    """A shared-group folder stays one all the way down, as with mkdir, cp -r and rsync -r."""
+    (tmp_path / "src" / "sub").mkdir(parents=True)
+    (tmp_path / "dst").mkdir()
+    (tmp_path / "dst").chmod(0o2775)
+    assert call_zcp(capsys, "-r", f"{tmp_path / 'src'}/", tmp_path / "dst").code == 0
+    assert os.stat(tmp_path / "dst" / "sub").st_mode & stat.S_ISGID
+
+
 def test_fsync_run_copies_a_tree(tmp_path, capsys):
     src = _src(tmp_path)
     result = call_zcp(capsys, "-a", "--fsync", f"{src}/", tmp_path / "dst")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import errno
 import os
+import stat
 from dataclasses import dataclass, field
 
 from zcp.config import Preserve
@@ -61,6 +62,8 @@ class MetadataPolicy:
             os.fchown(fd, src.uid, src.gid)
         preserve = self.preserve
         mode = self.mode_for(src, existing)
+        if existing is None and src.kind is DIR and not preserve.mode:
+            mode |= os.fstat(fd).st_mode & stat.S_ISGID  # a new folder keeps the setgid it inherited
         # The umask may have cut bits at creation, which cannot set set-id bits either; chown
         # clears those bits only, so a mode without them needs no chmod after it.
         if created_mode is None or mode != created_mode & ~self.umask:
