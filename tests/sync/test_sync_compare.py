@@ -6,7 +6,9 @@ import os
 import stat
 from pathlib import Path
 
-from sync_support import OLD_S, Link, build, call_zcp, contents, inodes, snapshot, temp_files
+from sync_support import LATER_S, OLD_S, Link, build, call_zcp, contents, inodes, snapshot, temp_files
+
+from zcp.errors import ExitCode
 
 SPEC = {
     "same.txt": b"unchanged",
@@ -207,3 +209,33 @@ def test_ignore_existing_keeps_an_existing_folder_where_the_source_has_a_file(tm
     after = snapshot(dst)
     assert {rel: after.get(rel) for rel in before} == before
     assert (dst / "free").read_bytes() == b"new"
+
+
+def test_ignore_existing_never_replaces_a_file_with_a_folder(tmp_path, capsys):
+    """The name exists: it is left alone, whatever the source has there (rsync then fails what
+    would go inside it)."""
+    (tmp_path / "src" / "d").mkdir(parents=True)
+    (tmp_path / "src" / "d" / "q").write_bytes(b"q")
+    (tmp_path / "dst").mkdir()
+    (tmp_path / "dst" / "d").write_bytes(b"precious")
+    result = call_zcp(capsys, "-a", "--ignore-existing", f"{tmp_path / 'src'}/", tmp_path / "dst")
+    assert result.code == ExitCode.PARTIAL
+    assert (tmp_path / "dst" / "d").read_bytes() == b"precious"
+
+
+def test_update_keeps_a_newer_first_link_and_writes_the_others_from_the_source(tmp_path, capsys):
+    """-u keeps a newer destination file; its other names must not be linked to that file's
+    content, which is not the source's: the next member becomes the group's copy (as rsync)."""
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    src.mkdir()
+    dst.mkdir()
+    (src / "a").write_bytes(b"content")
+    os.utime(src / "a", ns=(OLD_S * 10**9 + 5, OLD_S * 10**9 + 5))
+    os.link(src / "a", src / "b")
+    (dst / "a").write_bytes(b"newer-local")
+    os.utime(dst / "a", ns=(LATER_S * 10**9, LATER_S * 10**9))
+    (dst / "b").write_bytes(b"stale")
+    os.utime(dst / "b", ns=(OLD_S * 10**9, OLD_S * 10**9))
+    assert call_zcp(capsys, "-a", "-u", f"{src}/", dst).code == 0
+    assert (dst / "a").read_bytes() == b"newer-local"
+    assert (dst / "b").read_bytes() == b"content"

@@ -196,3 +196,13 @@ def test_an_entry_already_gone_when_its_deletion_runs_is_not_a_failure(tmp_path)
     stats = replicate([f"{src}/"], str(dst), Config(recursive=True, delete=True, jobs=1), RemovingFirst())
     assert (stats.failed, stats.exit_code()) == (0, ExitCode.OK)
     assert not (dst / "tree").exists()
+
+
+def test_a_folder_holding_excluded_entries_is_not_deleted_to_make_way_for_a_file(tmp_path, capsys):
+    """--delete replaces a folder where the source has a file, unless the filters protect something
+    in it: then, as rsync, the file fails (exit 23) and the excluded entries stay."""
+    src, dst = _trees(tmp_path, {"n/keep.o": b"keep"})
+    (src / "n").write_bytes(b"file")
+    result = call_zcp(capsys, "-a", "--delete", "--exclude", "*.o", f"{src}/", dst)
+    assert result.code == ExitCode.PARTIAL
+    assert (dst / "n" / "keep.o").read_bytes() == b"keep"

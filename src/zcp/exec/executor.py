@@ -301,8 +301,8 @@ class Executor:
         except OSError as exc:
             if exc.errno != errno.ENOTEMPTY:
                 raise
-            raise FileError(f"{action.dst}: a folder that is not empty is in the way of a {action.src.kind}"
-                            " (--delete replaces it, except at the destination's root)") from None
+            raise FileError(f"{action.dst}: a folder that is not empty is in the way of a {action.src.kind} (--delete "
+                            "replaces it, unless it holds excluded entries or is the destination's root)") from None
 
     def _mkdir(self, action: Action) -> None:
         existing = action.existing

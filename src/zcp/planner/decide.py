@@ -31,11 +31,11 @@ class Decider:
         ``same_xattrs``: for -X, whether two files carry the same xattrs; None: not looked at.
         """
         kind = src.kind
+        if existing is not None and self.config.ignore_existing and (kind is not DIR or existing.kind is not DIR):
+            return Action(SKIP, rel, dst, src, existing=existing, reason="exists (--ignore-existing)")
         if kind is DIR:
             return Action(Op.MKDIR, rel, dst, src, existing=existing,
                           reason="exists" if existing and existing.kind is DIR else "new folder")
-        if existing is not None and self.config.ignore_existing:
-            return Action(SKIP, rel, dst, src, existing=existing, reason="exists (--ignore-existing)")
         if kind is SYMLINK:
             if existing is not None and existing.kind is SYMLINK and existing_target == target:
                 return self._attrs(rel, src, dst, existing)
@@ -71,6 +71,9 @@ class Decider:
         first = self.first_link.get(key)
         if first is None:
             action = self._file(rel, src, dst, existing, folder, same_content, same_xattrs)
+            if action.op is SKIP and not (existing is not None and existing.kind is FILE
+                                          and self._up_to_date(src, existing, same_content)):
+                return action  # kept as it is (-u, --ignore-existing): not the group's copy; the next member is
             kept = existing if action.op in (SKIP, ATTRS) else None
             self.first_link[key] = (dst, (kept.dev, kept.ino) if kept else None)
             return action

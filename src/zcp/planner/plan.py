@@ -243,7 +243,9 @@ class Planner:
         """With --delete, a folder where the source has something else is deleted first."""
         existing = action.existing
         if (self.config.delete and existing is not None and existing.kind is Kind.DIR and action.op in _REPLACING
-                and action.src is not None and action.src.kind is not Kind.DIR):
+                and action.src is not None and action.src.kind is not Kind.DIR
+                and not (self.excluder and not self.config.delete_excluded
+                         and self._holds_protected(action.rel, action.dst))):  # excluded entries stay
             removal = Action(Op.DELETE, action.rel, action.dst, existing=existing,
                              reason=f"a folder where the source has a {action.src.kind}")
             if self._within_delete_budget(removal):
