@@ -6,6 +6,8 @@ import os
 import stat
 from pathlib import Path
 
+import pytest
+
 from sync_support import LATER_S, OLD_S, Link, build, call_zcp, contents, inodes, snapshot, temp_files
 
 from zcp.errors import ExitCode
@@ -239,3 +241,21 @@ def test_update_keeps_a_newer_first_link_and_writes_the_others_from_the_source(t
     assert call_zcp(capsys, "-a", "-u", f"{src}/", dst).code == 0
     assert (dst / "a").read_bytes() == b"newer-local"
     assert (dst / "b").read_bytes() == b"content"
+
+
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_when_a_hard_link_groups_first_copy_fails_the_next_member_takes_its_place(tmp_path, capsys, jobs):
+    """A full folder stands where the first name goes (no --delete): that name fails, the second is
+    copied, and the third is linked to the second, as rsync does; before, all three were missing."""
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    src.mkdir()
+    (src / "a").write_bytes(b"content")
+    os.link(src / "a", src / "b")
+    os.link(src / "a", src / "c")
+    (dst / "a" / "sub").mkdir(parents=True)
+    (dst / "a" / "sub" / "x").write_bytes(b"x")
+    result = call_zcp(capsys, "-a", "-j", jobs, f"{src}/", dst)
+    assert result.code == ExitCode.PARTIAL
+    assert (dst / "b").read_bytes() == (dst / "c").read_bytes() == b"content"
+    assert os.stat(dst / "b").st_ino == os.stat(dst / "c").st_ino
+    assert (dst / "a" / "sub" / "x").read_bytes() == b"x"

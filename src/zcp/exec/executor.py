@@ -14,7 +14,8 @@ from zcp.exec.events import NullSink, Sink, Stats
 from zcp.exec.filecopy import copy_bytes
 from zcp.exec.metadata import MetadataPolicy, current_umask
 from zcp.xattrs import xattrs_differ
-from zcp.model import DIR, SKIP, SPECIAL_KINDS, Action, Entry, Kind, Op, Unchanged, metadata_differences
+from zcp.model import (COPYING_OPS, DIR, SKIP, SPECIAL_KINDS, Action, Entry, Kind, Op, Unchanged,
+                       metadata_differences)
 from zcp.syscalls import Capabilities
 
 # Below this size a file's bytes are counted when it is done, not chunk by chunk.
@@ -37,6 +38,11 @@ class Executor:
         # Folders whose entries this run adds, replaces or removes: their mtime must be set again.
         self.touched: set[str] = set()
         self._no_tmpfile: set[int] = set()  # destination devices that refuse O_TMPFILE
+        # Copies that failed, and for a hard-link group whose first copy failed, the member copied
+        # in its place, which the group's other names then link to (as rsync does). Groups are
+        # planned after the walk, so their copies and links all run in this process.
+        self._failed_copies: set[str] = set()
+        self._relinked: dict[str, str] = {}
 
     def run(self, actions: Iterable[Action | Unchanged]) -> Stats:
         try:
@@ -98,6 +104,8 @@ class Executor:
         self._fail(action, exc)
 
     def _fail(self, action: Action, exc: Exception) -> None:
+        if action.op in COPYING_OPS or action.op is Op.HARDLINK:
+            self._failed_copies.add(action.dst)
         if isinstance(exc, FileError) and exc.vanished:
             self.stats.vanished += 1
         else:
@@ -328,7 +336,12 @@ class Executor:
 
     def _hardlink(self, action: Action) -> None:
         assert action.link_to is not None
-        self._place(action, lambda path: os.link(action.link_to, path, follow_symlinks=False))
+        link_to = self._relinked.get(action.link_to, action.link_to)
+        if link_to in self._failed_copies:  # the group's first copy failed: this member takes its place
+            self._copy(action)
+            self._relinked[action.link_to] = action.dst
+            return
+        self._place(action, lambda path: os.link(link_to, path, follow_symlinks=False))
         self.stats.links += 1
         self.sink.finished(action, None, 0)
 

@@ -80,8 +80,10 @@ class Decider:
         first_dst, first_id = first
         if existing is not None and first_id is not None and (existing.dev, existing.ino) == first_id:
             return Action(SKIP, rel, dst, src, existing=existing, reason=f"hard link to {first_dst}")
-        return Action(Op.HARDLINK, rel, dst, src, existing=existing, link_to=first_dst,
-                      reason=f"hard link to {first_dst}")
+        # With the kernel paths of a copy: should the first member fail, this one is copied instead.
+        methods, _ = choose_methods(self.config.method, self.config.reflink, src.dev == folder.dev)
+        return Action(Op.HARDLINK, rel, dst, src, methods, existing=existing, link_to=first_dst,
+                      reason=f"hard link to {first_dst}", landing=folder)
 
     def _up_to_date(self, src: Entry, dst: Entry, same_content: bool | None) -> bool:
         if src.size != dst.size:
