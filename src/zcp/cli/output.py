@@ -137,7 +137,8 @@ class PlanPrinter(TextSink):
         if self.items is not None:
             super().planned(action)
             return
-        how = ",".join(action.methods) or "-"
+        # A hard link carries a copy's methods only for when its group's first copy fails.
+        how = ",".join(action.methods) if action.methods and action.op is not Op.HARDLINK else "-"
         print_out(f"{action.op:<8} {how:<40} {self.names(action)}  ({action.reason})")
 
 
