@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+from collections.abc import Iterable
 
 # Errors that mean "this filesystem cannot hold that attribute" (or will not show it to us).
 XATTR_UNSUPPORTED = frozenset({errno.ENOTSUP, errno.EOPNOTSUPP, errno.EPERM, errno.EACCES})
@@ -39,3 +40,17 @@ def has_xattrs(path: str) -> bool:
 def xattrs_differ(a: str, b: str) -> bool:
     """Whether two paths carry different extended attributes (symlinks not followed)."""
     return read_xattrs(a) != read_xattrs(b)
+
+
+def set_xattrs(fd: int, attributes: Iterable[tuple[str, bytes]]) -> list[str]:
+    """Set each (name, value) on an open file; a warning for each this filesystem or kernel will
+    not take (it cannot hold it, or not this value), and the rest are still set."""
+    warnings = []
+    for name, value in attributes:
+        try:
+            os.setxattr(fd, name, value)
+        except OSError as exc:
+            if exc.errno not in XATTR_NOT_SET:
+                raise
+            warnings.append(f"xattr {name} not kept: {exc.strerror}")
+    return warnings

@@ -467,3 +467,15 @@ def test_a_refusal_in_a_read_only_folder_names_the_entry(tmp_path, monkeypatch):
     with pytest.raises(ZcpError) as caught:
         receive_bytes(member(b"ro/x", body=b"x") + END, f"{tmp_path}/dest/")
     assert str(caught.value) == f"ro/x: {os.strerror(errno.EACCES)}"
+
+
+def test_a_folder_named_twice_in_a_stream_is_still_one_the_stream_made(tmp_path):
+    """Its second entry finds it made by the first: without -p it still gets the stream's mode
+    less the umask, not the 'keep what was there' of a folder DEST held before."""
+    entry = member(b"a/", pax.DIRECTORY, mode=0o750)
+    umask = os.umask(0o022)
+    try:
+        receive_bytes(entry + member(b"a/x", body=b"x") + entry + END, f"{tmp_path}/dest/")
+    finally:
+        os.umask(umask)
+    assert stat.S_IMODE(os.stat(tmp_path / "dest" / "a").st_mode) == 0o750

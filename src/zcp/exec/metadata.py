@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from zcp.config import Preserve
 from zcp.model import DIR, Entry, Kind
-from zcp.xattrs import XATTR_NOT_SET, read_xattrs
+from zcp.xattrs import XATTR_NOT_SET, read_xattrs, set_xattrs
 
 _PRUNED_NAMESPACES = ("user.", "trusted.")
 
@@ -113,11 +113,4 @@ def copy_xattrs(src: int | str, dst_fd: int, prune: bool = False) -> list[str]:
                     if exc.errno not in XATTR_NOT_SET:
                         raise
                     warnings.append(f"xattr {name} not removed: {exc.strerror}")
-    for name, value in attributes.items():
-        try:
-            os.setxattr(dst_fd, name, value)
-        except OSError as exc:
-            if exc.errno not in XATTR_NOT_SET:
-                raise
-            warnings.append(f"xattr {name} not kept: {exc.strerror}")
-    return warnings
+    return warnings + set_xattrs(dst_fd, attributes.items())

@@ -234,13 +234,14 @@ class TarReader:
 def _extended_member(header: pax.Header, records: dict[str, bytes], name: bytes, linkname: bytes) -> Member:
     """The member with any pax records applied (global ones merged in)."""
     xattrs: tuple[tuple[str, bytes], ...] = ()
-    if not records.keys() <= _PLAIN_KEYS:
+    other_keys = not records.keys() <= _PLAIN_KEYS  # dropping empty values below adds none
+    if other_keys:
         # An empty value is an empty xattr here, not an unset record: taken before those go.
         xattrs = tuple(_xattr(pax.unescape_xattr_name(key[_XATTR_PREFIX_LENGTH:]), value, name)
                        for key, value in records.items() if key.startswith(_XATTR_PREFIX))
     if b"" in records.values():
         records = {key: value for key, value in records.items() if value}  # empty value: unset
-    if not records.keys() <= _PLAIN_KEYS:
+    if other_keys:
         for key in records:
             if key.startswith("GNU.sparse."):
                 raise StreamError("sparse tar entries are not supported")

@@ -27,7 +27,7 @@ from zcp.stream import pax
 from zcp.confine import ConfinedDir, Parts, display, split_name
 from zcp.exec.atomic import TEMP_SUFFIX, UnnamedUnsupported, link_unnamed, open_unnamed, temp_name
 from zcp.exec.metadata import current_umask
-from zcp.xattrs import XATTR_NOT_SET
+from zcp.xattrs import set_xattrs
 from zcp.stream.members import SMALL_BODY, Member, TarReader
 from zcp.stream.transfer import body_methods, move, read_exact, write_all
 from zcp.syscalls import Progress
@@ -205,10 +205,9 @@ def _receive_raw(in_fd: int, dest: str, peeked: bytes, options: _Options) -> Rec
             rest = move(in_fd, new.fd, None, None, len(peeked), body_methods(in_fd, new.fd), stats.by_method,
                         options.progress)
             stats.bytes = len(peeked) + rest
-            with suppress(FileNotFoundError):  # replacing a file keeps its permissions, like `cat >`
-                existing = os.stat(leaf, dir_fd=parent_fd, follow_symlinks=False)
-                if stat.S_ISREG(existing.st_mode):
-                    os.fchmod(new.fd, stat.S_IMODE(existing.st_mode))
+            replaced_mode = _mode_of_file(parent_fd, leaf)
+            if replaced_mode is not None:  # replacing a file keeps its permissions, like `cat >`
+                os.fchmod(new.fd, replaced_mode)
             new.place(parent_fd, leaf)
     finally:
         os.close(parent_fd)
@@ -464,7 +463,9 @@ class _Unpacker:
             except FileExistsError:
                 existed = True
             self.root.folder(parts, create=False)  # refuses a symlink or a non-folder already there
-        self.folders[parts] = (member, existed or self.folders.get(parts, (member, False))[1])
+        if parts in self.folders:  # named again: whether it was there before the stream stays as found
+            existed = self.folders[parts][1]
+        self.folders[parts] = (member, existed)
 
     def _symlink(self, parts: Parts, member: Member) -> None:
         self.reader.skip_body(member)
@@ -561,14 +562,9 @@ def apply_fd_metadata(fd: int, member: Member, options: _Options, landing: Landi
         os.fchown(fd, member.uid, member.gid)
     if member.xattrs and options.xattrs:
         privileged = options.preserve_owner and options.keep_perms  # root, and asked for set-id bits too
-        for name, value in member.xattrs:
-            if privileged or name.startswith("user."):
-                try:
-                    os.setxattr(fd, name, value)
-                except OSError as exc:  # this filesystem cannot hold it (or not this value): a warning
-                    if exc.errno not in XATTR_NOT_SET:
-                        raise
-                    options.on_warning(f"{member.name}: xattr {name} not kept: {exc.strerror}")
+        kept = [(name, value) for name, value in member.xattrs if privileged or name.startswith("user.")]
+        for warning in set_xattrs(fd, kept):
+            options.on_warning(f"{member.name}: {warning}")
     # After chown, which clears set-id bits (only those: a mode without them needs no new chmod).
     if options.keep_perms:
         if landing is None or landing.default_acl or member.mode & (_SUID_BITS | options.umask):
