@@ -46,18 +46,18 @@ _zcp() {
                 --reflink)
                     COMPREPLY=($(compgen -W 'auto always never' -- "$cur"))
                     return ;;
-                -j|--jobs|--max-delete|--exclude|--include)
+                -j|--jobs|--max-delete|--exclude|--include|-e|--rsh|--remote-zcp)
                     :  # a value with nothing to suggest
                     return ;;
                 --exclude-from|--include-from)
                     _zcp_files
                     return ;;
                 --format)
-                    COMPREPLY=($(compgen -W 'auto tar raw' -- "$cur"))
+                    COMPREPLY=($(compgen -W 'auto tar raw zcp' -- "$cur"))
                     return ;;
             esac
             if [[ $cur == -* ]]; then
-                COMPREPLY=($(compgen -W '-a --archive -r --recursive -p --perms -t --times -o --owner -l --links -H --hard-links -X --xattrs -D --devices --sparse --no-sparse --method --reflink -n --dry-run -v --verbose -q --quiet --fsync -j --jobs -c --checksum --size-only -u --update --ignore-existing --delete --max-delete --delete-excluded --exclude --include --exclude-from --include-from -i --itemize-changes --inplace --verify --format --version -h --help' -- "$cur"))
+                COMPREPLY=($(compgen -W '-a --archive -r --recursive -p --perms -t --times -o --owner -l --links -H --hard-links -X --xattrs -D --devices --sparse --no-sparse --method --reflink -n --dry-run -v --verbose -q --quiet --fsync -j --jobs -c --checksum --size-only -u --update --ignore-existing --delete --max-delete --delete-excluded --exclude --include --exclude-from --include-from -i --itemize-changes --inplace --verify --format -e --rsh --remote-zcp --version -h --help' -- "$cur"))
                 return
             fi
             ((COMP_CWORD == 1)) && COMPREPLY=($(compgen -W 'hash check' -- "$cur"))

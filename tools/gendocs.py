@@ -209,7 +209,9 @@ EXIT_NOTES: dict[ExitCode, str] = {
     ExitCode.USAGE: "Usage error: bad options or operands, a missing source, source and destination the same, "
     "a folder copied into itself, or a missing destination parent.",
     ExitCode.FILE_IO: "A file I/O error that stops the whole run, such as an unusable destination.",
-    ExitCode.STREAM: "A malformed, truncated, unsafe or corrupted stream on standard input.",
+    ExitCode.STREAM: "A malformed, truncated, unsafe or corrupted stream on standard input or from a remote zcp.",
+    ExitCode.REMOTE_SHELL: "The remote shell (ssh, or -e) could not reach the host, or could not start zcp there "
+    "(see --remote-zcp); nothing was transferred.",
     ExitCode.INTERRUPTED: "Interrupted by SIGINT, SIGTERM or SIGHUP; the file being written is removed.",
     ExitCode.PARTIAL: "Some files failed, each named on standard error; the rest were transferred.",
     ExitCode.VANISHED: "Some source files vanished during the run; the rest were transferred.",
@@ -264,6 +266,10 @@ EXAMPLES = (
     Example("Send a tree through a pipe to another machine; the receiver verifies every file.",
             "zcp -a photos/ - | ssh host zcp -a - /srv/photos", needs_stdin_stream=True),
     Example("Read the stream with tar.", "zcp -a photos - | tar -tvf -", needs_stdin_stream=True),
+    Example("The same in one command: ssh starts zcp on the other host, which receives and verifies the stream.",
+            "zcp -a photos/ host:/srv/photos/"),
+    Example("Fetch a folder from another host, leaving out logs: the filters apply on the sending side there.",
+            "zcp -a --exclude '*.log' web1:/var/www mirror/"),
 )
 
 SEE_ALSO = (("cp", 1), ("rsync", 1), ("tar", 1), ("copy_file_range", 2), ("ioctl_ficlone", 2), ("sendfile", 2),

@@ -47,11 +47,13 @@ class Preserve:
 
 
 class StreamFormat(StrEnum):
-    """What crosses a pipe: a pax tar stream, one file's raw bytes, or auto (see docs/stream-format.md)."""
+    """What crosses a pipe: a pax tar stream, one file's raw bytes, auto, or zcp: auto that accepts
+    only a zcp stream, never raw bytes (what a remote zcp sends; see docs/stream-format.md)."""
 
     AUTO = "auto"
     TAR = "tar"
     RAW = "raw"
+    ZCP = "zcp"
 
 
 class Compare(StrEnum):

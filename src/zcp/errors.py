@@ -15,6 +15,7 @@ class ExitCode(IntEnum):
     USAGE = 1  # bad options or arguments; also `zcp check`: trees differ; `zcp hash -c`: a sum differs
     FILE_IO = 11  # a whole-run failure to read or write (e.g. destination unusable)
     STREAM = 12  # malformed, truncated, unsafe or corrupted stream / protocol data
+    REMOTE_SHELL = 14  # the remote shell (ssh) failed, or zcp could not be started on the other host
     INTERRUPTED = 20  # SIGINT / SIGTERM / SIGHUP
     PARTIAL = 23  # some files failed, the rest were transferred
     VANISHED = 24  # some source files vanished during the run, the rest were transferred
@@ -36,6 +37,12 @@ class StreamError(ZcpError):
     """A stream (stdin tar / raw) or remote peer sent something malformed or unsafe."""
 
     exit_code = ExitCode.STREAM
+
+
+class RemoteShellError(ZcpError):
+    """The remote shell could not connect, or could not start zcp on the other host."""
+
+    exit_code = ExitCode.REMOTE_SHELL
 
 
 class BrokenPipe(ZcpError):

@@ -212,6 +212,30 @@ def test_a_saved_zcp_stream_is_kept_as_a_file_with_format_raw(tree, tmp_path):
     assert (tmp_path / "copy.tar").read_bytes() == (tmp_path / "saved.tar").read_bytes()
 
 
+@pytest.mark.parametrize("dest", ["file", "folder/"])
+def test_format_zcp_takes_a_zcp_stream_as_auto_does(tree, tmp_path, dest):
+    done = receive_from(stream_bytes("-a", "tree/", cwd=tmp_path), "--format=zcp", "-", dest, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert_same_tree(tree, tmp_path / dest)
+
+
+@pytest.mark.parametrize("dest", ["file", "folder/"])
+@pytest.mark.parametrize(("data", "message"), [(b"", "no stream came (it is empty)"),
+                                               (b"raw bytes", "not a zcp stream")])
+def test_format_zcp_refuses_anything_else_and_writes_nothing(tmp_path, dest, data, message):
+    done = receive_from(data, "--format=zcp", "-", dest, cwd=tmp_path)
+    assert (done.returncode, done.stderr) == (12, f"zcp: {message}\n")
+    assert os.listdir(tmp_path) == []
+
+
+def test_format_zcp_refuses_a_plain_tar_stream(tree, tmp_path):
+    tar = need_tool("tar")
+    plain = subprocess.run([tar, "-C", tree, "-cf", "-", "."], capture_output=True, check=True).stdout
+    done = receive_from(plain, "--format=zcp", "-", "out/", cwd=tmp_path)
+    assert (done.returncode, done.stderr) == (12, "zcp: not a zcp stream\n")
+    assert not (tmp_path / "out").exists()
+
+
 # ---- failures ----------------------------------------------------------------------------------
 
 

@@ -23,16 +23,20 @@ HELP = """Copy or sync files and trees through the kernel's fastest path.
   zcp [OPTIONS] SRC... DST
   zcp [OPTIONS] SRC... -
   zcp [OPTIONS] - DEST
+  zcp [OPTIONS] SRC... [USER@]HOST:DST
+  zcp [OPTIONS] [USER@]HOST:SRC... DST
 
 SRC/ (trailing slash) copies a folder's contents into DST; SRC copies the folder itself into
 DST when DST is a folder (or ends with /, or there are several sources), else DST becomes the copy.
 A - as DST writes a tar stream to stdout (--format raw: one file's bytes); a - as SRC reads one.
+HOST:PATH (a colon before any slash; ./a:b is local) is on another host: the same stream goes
+through ssh (-e) to a zcp started there, as in zcp SRC - | ssh HOST zcp - DST.
 
 Subcommands: zcp hash (xxh3-128 lists like xxhsum -H2; -c checks them) and zcp check SRC DST
 (compare two trees by content); a file named hash or check is copied as ./hash.
 
-Exit codes: 0 ok, 1 usage, 11 file I/O, 12 stream, 20 interrupted, 23 partial, 24 vanished,
-25 --max-delete reached, 141 stdout closed."""
+Exit codes: 0 ok, 1 usage, 11 file I/O, 12 stream, 14 remote shell or remote zcp did not start,
+20 interrupted, 23 partial, 24 vanished, 25 --max-delete reached, 141 stdout closed."""
 
 app = typer.Typer(add_completion=False, rich_markup_mode=None, pretty_exceptions_enable=False)
 
@@ -78,7 +82,9 @@ def copy(
     itemize: Annotated[bool, typer.Option("-i", "--itemize-changes", help="Print one rsync-style line per change on stdout.")] = False,
     inplace: Annotated[bool, typer.Option("--inplace", help="Update existing files by rewriting only their changed blocks in place (not atomic; for files too big to duplicate).")] = False,
     verify: Annotated[bool, typer.Option("--verify", help="Read every written file back from storage and compare xxh3-128 with the source.")] = False,
-    stream_format: Annotated[StreamFormat, typer.Option("--format", help="With - as SRC or DST: tar stream, raw bytes of one file, or auto.")] = StreamFormat.AUTO,
+    stream_format: Annotated[StreamFormat, typer.Option("--format", help="With - as SRC or DST: tar stream, raw bytes of one file, auto, or zcp (a zcp stream only, never raw).")] = StreamFormat.AUTO,
+    rsh: Annotated[str, typer.Option("-e", "--rsh", envvar="ZCP_RSH", metavar="COMMAND", help="Remote shell for HOST:PATH operands (default ssh; ZCP_RSH sets it too).")] = "ssh",
+    remote_zcp: Annotated[str, typer.Option("--remote-zcp", metavar="COMMAND", help="How to start zcp on the other host.")] = "zcp",
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")] = False,
 ) -> int:
     if len(paths) < 2:
@@ -103,6 +109,12 @@ def copy(
         max_delete=max_delete, delete_excluded=delete_excluded, filters=_filters(ctx.obj, bool(exclude or include or exclude_from or include_from)), itemize=itemize, verify=verify, inplace=inplace,
     )
     sources, dest = paths[:-1], paths[-1]
+    from zcp.planner.remote import split_remote
+
+    if any(map(split_remote, paths)):  # HOST:PATH, through the remote shell
+        from zcp.cli.remote import Shell, run_remote
+
+        return run_remote(paths, config, Shell(rsh, remote_zcp), stream_format, jobs_given=jobs != 0)
     if "-" in paths:  # a pipe end: stdin as the source or stdout as the destination
         from zcp.cli.streams import run_stream
 

@@ -13,6 +13,7 @@ import stat
 import sys
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 
 from zcp.cli.output import bytes_by_method, count_of, detach_stdout, human_bytes, printable
@@ -36,7 +37,10 @@ def run_stream(sources: list[str], dest: str, config: Config, stream_format: Str
         raise UsageError("'-' cannot be both the source (stdin) and the destination (stdout)")
     if not sending and sources != [STDIO]:
         raise UsageError("stdin ('-') must be the only source: zcp [OPTIONS] - DST")
-    _refuse_unsupported_options(config, sending, jobs_given)
+    refuse_unsupported_options(config, jobs_given, {
+        "--verify (the receiving zcp verifies)": config.verify and sending,
+        "--exclude/--include (they apply to the sending side)": config.filters is not None and not sending,
+    }, "with '-' (a stream)")
     _require_open(STDOUT if sending else STDIN)
     if sending:
         return _send(sources, config, stream_format)
@@ -49,8 +53,9 @@ def _require_open(fd: int) -> None:
         raise UsageError(f"{'stdin' if fd == STDIN else 'stdout'} is closed: nothing to {'read' if fd == STDIN else 'write'} the stream through")
 
 
-def _refuse_unsupported_options(config: Config, sending: bool, jobs_given: bool) -> None:
-    """Options of the local copy that a stream cannot honour are errors, not silently ignored."""
+def refuse_unsupported_options(config: Config, jobs_given: bool, also: dict[str, bool], where: str) -> None:
+    """Options of the local copy that a stream cannot honour are errors, not silently ignored;
+    ``also``: those refused by this kind of stream run only."""
     ignored = {
         "--dry-run": config.dry_run,
         "--delete/--max-delete/--delete-excluded": config.delete,
@@ -63,19 +68,18 @@ def _refuse_unsupported_options(config: Config, sending: bool, jobs_given: bool)
         "--fsync": config.fsync,
         "--inplace": config.inplace,
         "--jobs": jobs_given,
-        "--verify (the receiving zcp verifies)": config.verify and sending,
-        "--exclude/--include (they apply to the sending side)": config.filters is not None and not sending,
+        **also,
     }
     named = [option for option, given in ignored.items() if given]
     if named:
-        raise UsageError(f"{', '.join(named)}: not supported with '-' (a stream)")
+        raise UsageError(f"{', '.join(named)}: not supported {where}")
 
 
 # ---- sending -------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
-class _Root:
+class StreamRoot:
     entry: Entry  # the operand, stat'ed like the local copy does
     name: str  # its name in the stream; "" for `SRC/`, whose contents go to the root
 
@@ -84,24 +88,36 @@ def _send(sources: list[str], config: Config, stream_format: StreamFormat) -> in
     _widen_pipe(STDOUT)
     try:
         if stream_format is StreamFormat.RAW:
-            return _send_raw(sources, config)
-        return _send_tree(sources, config)
+            with _sending():
+                return _send_raw(sources, config)
+        if classify(STDOUT)[0] is FdKind.TTY:
+            raise UsageError("refusing to write a stream to a terminal: redirect stdout or pipe it to `zcp - DST`")
+        return send_tree(stream_roots(sources, config), config, STDOUT)
     except (BrokenPipe, BrokenPipeError):
         return _reader_gone()
+
+
+@contextmanager
+def _sending():
+    """Errors while a stream goes out: a reader gone away stays itself (the caller knows what that
+    means), any other failure ends the run with the stream incomplete."""
+    try:
+        yield
+    except (BrokenPipe, BrokenPipeError):
+        raise
     except FileError as exc:  # a file changed after its first bytes went out: the stream is unusable
         raise ZcpError(f"{exc}; the stream is incomplete") from None
     except OSError as exc:
         raise ZcpError(f"sending the stream: {describe(exc)}") from None
 
 
-def _send_tree(sources: list[str], config: Config) -> int:
+def send_tree(roots: list[StreamRoot], config: Config, out_fd: int) -> int:
+    """Write the stream of ``roots`` to ``out_fd``; the run's exit code (failed or vanished files).
+    Raises BrokenPipe when the reader goes away."""
     start = time.monotonic()
-    if classify(STDOUT)[0] is FdKind.TTY:
-        raise UsageError("refusing to write a stream to a terminal: redirect stdout or pipe it to `zcp - DST`")
-    roots = _roots(sources, config)
     reporter = _Reporter(config)
-    with _Meter(config, "sending") as meter:
-        stats = write_stream(STDOUT, meter.files(_items(roots, config, reporter)), progress=meter.progress,
+    with _sending(), _Meter(config, "sending") as meter:
+        stats = write_stream(out_fd, meter.files(_items(roots, config, reporter, out_fd)), progress=meter.progress,
                              xattrs=config.preserve.xattrs)
     for path in stats.vanished:
         reporter.vanished(path)
@@ -138,9 +154,9 @@ def _send_raw(sources: list[str], config: Config) -> int:
     return ExitCode.OK
 
 
-def _roots(sources: list[str], config: Config) -> list[_Root]:
+def stream_roots(sources: list[str], config: Config) -> list[StreamRoot]:
     """Each operand checked before a byte is written; two landing on one name are refused."""
-    roots: list[_Root] = []
+    roots: list[StreamRoot] = []
     taken: dict[str, str] = {}
     for src in sources:
         entry, name = take_operand(src, recursive=config.recursive, keep_links=config.preserve.links)
@@ -148,13 +164,13 @@ def _roots(sources: list[str], config: Config) -> list[_Root]:
         if name in taken:
             raise UsageError(f"'{taken[name]}' and '{src}' would both be sent as '{name or '.'}'")
         taken[name] = src
-        roots.append(_Root(entry, name))
+        roots.append(StreamRoot(entry, name))
     return roots
 
 
-def _items(roots: list[_Root], config: Config, reporter: "_Reporter") -> Iterator[tuple[str, Entry]]:
+def _items(roots: list[StreamRoot], config: Config, reporter: "_Reporter", out_fd: int) -> Iterator[tuple[str, Entry]]:
     """(stream name, entry) for every operand and, for folders, everything below it in walk order."""
-    out = os.fstat(STDOUT)
+    out = os.fstat(out_fd)
     # A `>` file inside a sent tree is never sent into itself.
     output = (out.st_dev, out.st_ino) if stat.S_ISREG(out.st_mode) else None
 
@@ -209,14 +225,19 @@ def _receive(dest: str, config: Config, stream_format: StreamFormat) -> int:
     if stream_format is not StreamFormat.RAW and classify(STDIN)[0] is FdKind.TTY:
         raise UsageError("refusing to read a stream from a terminal: pipe or redirect one to stdin")
     check_target(dest)  # before a byte is read: a usage error, as for a local copy
+    return receive_into(dest, config, STDIN, stream_format)
+
+
+def receive_into(dest: str, config: Config, in_fd: int, stream_format: StreamFormat) -> int:
+    """Receive the stream read from ``in_fd`` into DEST by the tar-vs-raw rule; the exit code."""
     start = time.monotonic()
-    _widen_pipe(STDIN)
+    _widen_pipe(in_fd)
     is_root = os.geteuid() == 0
     reporter = _Reporter(config)
     meter = _Meter(config, "receiving")
     with meter:
         stats = receive(
-            STDIN,
+            in_fd,
             dest,
             fmt=stream_format.value,
             allow_devices=config.preserve.specials and is_root,

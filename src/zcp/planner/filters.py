@@ -290,6 +290,11 @@ class Filters:
             if line and line[:1] not in (b";", b"#")
         ]
 
+    def as_options(self) -> list[str]:
+        """The rules as command-line options that build these Filters again (for a remote zcp):
+        the "+ "/"- " prefix says the kind, whatever the pattern looks like."""
+        return [f"--include=+ {r.pattern}" if r.include else f"--exclude=- {r.pattern}" for r in self.rules]
+
     def excluded(self, rel: str, is_dir: bool) -> bool:
         """Whether the entry at ``rel`` ("/"-separated, relative to the transfer root) is excluded."""
         if is_dir:

@@ -32,7 +32,7 @@ from zcp.stream.members import SMALL_BODY, Member, TarReader
 from zcp.stream.transfer import body_methods, move, read_exact, write_all
 from zcp.syscalls import Progress
 
-Format = Literal["auto", "tar", "raw"]
+Format = Literal["auto", "tar", "raw", "zcp"]
 
 _RW = Method.RW  # a module name: each Method.RW lookup goes through EnumType's slow hook on 3.11
 _NEW_FILE = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -87,7 +87,8 @@ def receive(
     DEST is a folder when it exists as one or ends with '/' (then it is created): a tar stream is
     unpacked into it. Otherwise DEST names a file: a zcp stream holding one regular file becomes
     that file, any other zcp stream a new folder DEST; any other stream is written raw as that
-    file, never unpacked. ``progress`` counts body bytes, ``on_file`` sees each file's name as it
+    file, never unpacked; ``fmt="zcp"`` refuses that last case (from a zcp that failed before
+    sending, an empty input must not become an empty file). ``progress`` counts body bytes, ``on_file`` sees each file's name as it
     begins. ``verify``: each file's hash is checked as read back from storage, not from memory.
     ``xattrs``: files and folders get the extended attributes they carry (user.* always; the
     other namespaces, which hold ACLs, labels and capabilities, only as root with ``keep_perms``).
@@ -105,6 +106,13 @@ def receive(
                 raise UsageError(f"{dest}: not a folder; --format=tar unpacks into a folder")
             return _unpack(TarReader(in_fd), dest, options)
         first = read_exact(in_fd, pax.BLOCK)
+        if fmt == "zcp":  # from a zcp at the other end: anything else means it failed
+            peeked, is_zcp = _sniff_zcp(in_fd, first)
+            if not is_zcp:
+                raise StreamError("not a zcp stream" if peeked else "no stream came (it is empty)")
+            if to_folder:
+                return _unpack(TarReader(in_fd, peeked), dest, options)
+            return _receive_single(TarReader(in_fd, peeked), dest, options)
         if to_folder:
             if not (pax.is_tar_header(first) or first == pax.ZERO_BLOCK):  # zeros: an empty archive
                 raise StreamError("not a tar stream; give a file name to receive raw bytes")
