@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
+from tools.local_sshd import LocalSshd, SshdUnavailable
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 MKDATA_ENV = "ZCP_BENCH_MKDATA"
 # The repo and shared/ sit side by side on every machine, CI included.
@@ -120,6 +122,14 @@ class Workspace:
             raise Unavailable(f"xfs loop mount failed: {exc}") from exc
         self._stack.callback(_sh, "umount", point)
         return point
+
+    @cached_property
+    def sshd(self) -> LocalSshd:
+        """A private sshd on 127.0.0.1, for the workloads over ssh; stopped before the folder goes."""
+        try:
+            return self._stack.enter_context(LocalSshd(self.root / "sshd"))
+        except SshdUnavailable as exc:
+            raise Unavailable(str(exc)) from exc
 
 
 class Dataset:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import subprocess
 import sys
 from collections.abc import Callable
@@ -10,6 +11,7 @@ from pathlib import Path
 
 from bench.data import Dataset, Unavailable, human, same_samples, signature, spread
 from bench.measure import Check, Command, Tool
+from tools.local_sshd import HOST
 
 SHUTIL_COPYFILE = "import shutil, sys; shutil.copyfile(sys.argv[1], sys.argv[2])"
 SHUTIL_COPYTREE = "import shutil, sys; shutil.copytree(sys.argv[1], sys.argv[2], symlinks=True)"
@@ -217,6 +219,44 @@ def pipe_tree(ctx: Context) -> Workload:
     )
 
 
+def _over_ssh(ctx: Context, command: str) -> tuple[str, ...]:
+    """``command`` run on the other end of the private sshd (this machine, through ssh)."""
+    return (*shlex.split(ctx.data.ws.sshd.rsh), HOST, command)
+
+
+def _zcp_to(ctx: Context, *args: str | Path) -> Command:
+    """zcp with a HOST:PATH operand, reaching the private sshd and the same zcp there."""
+    return one(ctx.zcp, "-e", ctx.data.ws.sshd.rsh, "--remote-zcp", ctx.zcp, *args)
+
+
+def ssh_file(ctx: Context) -> Workload:
+    big, dst = ctx.data.big, ctx.scratch / "ssh-out"
+    return Workload(
+        f"over ssh to 127.0.0.1, one {human(big.stat().st_size)} file",
+        (
+            Tool("zcp F host:D", _zcp_to(ctx, big, f"{HOST}:{dst}"), dst, subject=True),
+            Tool("cat | ssh cat", pipe(("cat", big), _over_ssh(ctx, f"cat > {shlex.quote(str(dst))}")), dst),
+            Tool("rsync -e ssh", one("rsync", "-e", ctx.data.ws.sshd.rsh, big, f"{HOST}:{dst}"), dst),
+        ),
+        file_check(big, spread(big.stat().st_size)),
+    )
+
+
+def ssh_tree(ctx: Context) -> Workload:
+    tree, dst = ctx.data.tree, ctx.scratch / "ssh-out"
+    untar = f"tar -C {shlex.quote(str(dst))} -xf -"
+    return Workload(
+        _tree_title(ctx, "tree over ssh to 127.0.0.1"),
+        (
+            Tool("zcp -a T/ host:D/", _zcp_to(ctx, "-a", slash(tree), f"{HOST}:{slash(dst)}"), dst, subject=True),
+            Tool("tar | ssh tar", pipe(("tar", "-C", tree, "-cf", "-", "."), _over_ssh(ctx, untar)), dst, dst.mkdir),
+            Tool("rsync -a -e ssh", one("rsync", "-a", "-e", ctx.data.ws.sshd.rsh, slash(tree), f"{HOST}:{slash(dst)}"),
+                 dst),
+        ),
+        tree_check(tree),
+    )
+
+
 def verify_file(ctx: Context) -> Workload:
     big, dst, zcp = ctx.data.big, ctx.scratch / "out.bin", ctx.zcp
     return Workload(
@@ -285,6 +325,8 @@ WORKLOADS: dict[str, Callable[[Context], Workload]] = {
     "resync-1pct": resync_changed,
     "pipe-file": pipe_file,
     "pipe-tree": pipe_tree,
+    "ssh-file": ssh_file,
+    "ssh-tree": ssh_tree,
     "verify-file": verify_file,
     "verify-tree": verify_tree,
     "sparse": sparse_copy,

@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import os
 import shlex
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,9 +17,9 @@ from pathlib import Path
 import pytest
 
 import zcp
-from conftest import need, need_root, need_tool
+from conftest import need, need_tool
+from tools.local_sshd import HOST, LocalSshd, SshdUnavailable, free_port
 
-HOST = "127.0.0.1"
 ODD_NAMES = ["with space", "new\nline", os.fsdecode(b"\xff\xfe"), "-dash", "it's $(x)"]
 MTIME_NS = 1_600_000_000_123_456_789
 
@@ -40,46 +38,15 @@ class Ssh:
                               stdin=subprocess.DEVNULL)
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind((HOST, 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def ssh(tmp_path_factory) -> Ssh:
-    need_root()  # sshd starts sessions as root here, and needs its privilege separation folder
-    sshd = shutil.which("sshd", path=f"{os.environ.get('PATH', '')}:/usr/sbin:/sbin")
-    need(sshd is not None, "needs sshd (openssh-server)")
-    ssh_client, keygen = need_tool("ssh"), need_tool("ssh-keygen")
-    base = tmp_path_factory.mktemp("sshd")
-    for key in ("host_key", "user_key"):
-        subprocess.run([keygen, "-q", "-t", "ed25519", "-N", "", "-f", str(base / key)], check=True)
-    shutil.copy(base / "user_key.pub", base / "authorized_keys")
-    port = _free_port()
-    (base / "sshd_config").write_text(
-        f"Port {port}\nListenAddress {HOST}\nHostKey {base / 'host_key'}\n"
-        f"AuthorizedKeysFile {base / 'authorized_keys'}\nPermitRootLogin prohibit-password\n"
-        "PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\n"
-        f"PidFile {base / 'sshd.pid'}\n"
-    )
-    os.makedirs("/run/sshd", mode=0o755, exist_ok=True)  # sshd refuses to start without it
-    server = subprocess.Popen([sshd, "-D", "-e", "-f", str(base / "sshd_config")], stderr=open(base / "sshd.log", "w"))
-    rsh = shlex.join([ssh_client, "-F", "/dev/null", "-p", str(port), "-i", str(base / "user_key"),
-                      "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
-                      "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR"])
-    package_root = Path(zcp.__file__).resolve().parents[1]
-    remote_zcp = f"env PYTHONPATH={shlex.quote(str(package_root))} {shlex.quote(sys.executable)} -m zcp"
     try:
-        deadline = time.monotonic() + 15
-        while subprocess.run([*shlex.split(rsh), HOST, "true"], capture_output=True).returncode != 0:
-            assert server.poll() is None, (base / "sshd.log").read_text()
-            assert time.monotonic() < deadline, "sshd did not accept a login within 15 s"
-            time.sleep(0.1)
-        yield Ssh(rsh, remote_zcp, base)
-    finally:
-        server.terminate()
-        server.wait()
+        with LocalSshd(tmp_path_factory.mktemp("sshd")) as sshd:
+            package_root = Path(zcp.__file__).resolve().parents[1]
+            remote_zcp = f"env PYTHONPATH={shlex.quote(str(package_root))} {shlex.quote(sys.executable)} -m zcp"
+            yield Ssh(sshd.rsh, remote_zcp, sshd.folder)
+    except SshdUnavailable as exc:
+        need(False, str(exc))
 
 
 def _tree(root: Path) -> Path:
@@ -197,7 +164,7 @@ def test_a_missing_local_source_connects_to_nothing(ssh, tmp_path):
 
 def test_an_unreachable_host_is_exit_14(ssh, tmp_path):
     (tmp_path / "f").write_bytes(b"x")
-    closed = ssh.rsh.replace("-p ", f"-p {_free_port()} -o Port=", 1)  # nobody listens there
+    closed = ssh.rsh.replace("-p ", f"-p {free_port()} -o Port=", 1)  # nobody listens there
     for args in ([tmp_path / "f", f"{HOST}:{tmp_path}/dst"], [f"{HOST}:{tmp_path}/f", tmp_path / "dst"]):
         done = ssh.run(*args, rsh=closed)
         assert done.returncode == 14
