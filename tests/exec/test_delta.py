@@ -305,3 +305,26 @@ def test_in_place_keeps_the_source_holes_as_holes(tmpfs_dir, case):
         os.close(dst_fd)
     assert dst_path.read_bytes() == expected
     assert os.stat(dst_path).st_blocks * 512 <= os.stat(src_path).st_blocks * 512 + 2 * BLOCK_SIZE
+
+
+def test_a_failed_in_place_update_never_has_the_source_size(mounts, tmp_path):
+    """ENOSPC part way: the file must not have the source's size yet, or a later --size-only run
+    would take the torn file for up to date."""
+    mib = 1 << 20
+    small = mounts.tmpfs("4m")
+    src_path, dst_path = tmp_path / "src", small / "dst"
+    expected = _sparse_file(src_path, [(0, os.urandom(6 * mib)), (30 * mib - 3, b"end")])
+    dst_path.write_bytes(os.urandom(mib))
+    src_fd = os.open(src_path, os.O_RDONLY)
+    dst_fd = os.open(dst_path, os.O_RDWR)
+    try:
+        devices = (os.fstat(src_fd).st_dev, os.fstat(dst_fd).st_dev)
+        with pytest.raises(OSError) as failed:
+            delta_in_place(src_fd, len(expected), dst_fd, methods=IN_KERNEL, devices=devices, caps=Capabilities(),
+                           sparse=True)
+        assert failed.value.errno == errno.ENOSPC
+        assert os.fstat(dst_fd).st_size < len(expected)
+    finally:
+        os.close(src_fd)
+        os.close(dst_fd)
+        mounts.unmount(small)

@@ -145,19 +145,21 @@ def delta_in_place(src_fd: int, src_size: int, dst_fd: int, *, methods: tuple[Me
 def _patch(src_fd: int, src_size: int, dst_fd: int, methods: tuple[Method, ...], devices: tuple[int, int],
            caps: Capabilities, progress: Progress | None, sparse: bool = False) -> DeltaResult:
     """Make ``dst_fd``'s content equal the source's: the changed ranges, then the size. ``sparse``:
-    the file grows by a hole first (what the source has there is compared with zeros), and changed
-    ranges in the source's holes are punched instead of written."""
+    changed ranges in the source's holes are punched instead of written (past the old end, the
+    final size leaves them holes).
+
+    The size is set last: an update that fails part way leaves a file whose size (and mtime) still
+    tells that it is not the source, so the next run's quick check, even --size-only, copies it again.
+    """
     dst_size = os.fstat(dst_fd).st_size
-    if sparse and dst_size < src_size:
-        os.ftruncate(dst_fd, src_size)
-        dst_size = src_size
     ranges = changed_ranges(src_fd, src_size, dst_fd, dst_size, block_size_for(max(src_size, dst_size)))
     to_copy = ranges
     if sparse:
         to_copy, holes = split_by_data(src_fd, src_size, ranges)
-        to_copy += [(offset, length) for offset, length in holes if not punch_hole(dst_fd, offset, length)]
+        to_copy += [(offset, length) for offset, length in holes
+                    if offset < dst_size and not punch_hole(dst_fd, offset, min(length, dst_size - offset))]
     method, written = _copy_ranges(methods, src_fd, dst_fd, sorted(to_copy), devices, caps, progress)
-    if dst_size > src_size:
+    if dst_size != src_size:
         os.ftruncate(dst_fd, src_size)
     return DeltaResult(ranges, written, method)
 
