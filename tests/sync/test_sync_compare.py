@@ -259,3 +259,28 @@ def test_when_a_hard_link_groups_first_copy_fails_the_next_member_takes_its_plac
     assert (dst / "b").read_bytes() == (dst / "c").read_bytes() == b"content"
     assert os.stat(dst / "b").st_ino == os.stat(dst / "c").st_ino
     assert (dst / "a" / "sub" / "x").read_bytes() == b"x"
+
+
+@pytest.mark.parametrize("changing", ["source", "destination"])
+def test_checksum_of_a_file_that_changes_while_hashed_copies_it(tmp_path, capsys, monkeypatch, changing):
+    """-c cannot tell whether they are the same: the file is copied (the copy reads the source
+    again), never a crash, and --delete stays on."""
+    import zcp.hashing
+    from zcp.errors import SourceChanged
+
+    src, dst = _synced(tmp_path, capsys)
+    _rewrite_same_size(src / "edit.txt", b"version 2", keep_mtime=True)
+    (dst / "extra").write_bytes(b"not in the source")
+    hash_path = zcp.hashing.hash_path
+    moving = str((src if changing == "source" else dst) / "edit.txt")
+
+    def hash_moving(path, *args, **kwargs):
+        if path == moving:
+            raise SourceChanged(f"{path}: changed while it was hashed")
+        return hash_path(path, *args, **kwargs)
+
+    monkeypatch.setattr(zcp.hashing, "hash_path", hash_moving)
+    result = call_zcp(capsys, "-a", "-c", "-i", "--delete", f"{src}/", dst)
+    assert (result.code, result.err) == (0, "")
+    assert result.out.splitlines() == [".d..t...... ./", ">fc........ edit.txt", "*deleting   extra"]
+    assert (dst / "edit.txt").read_bytes() == b"version 2"

@@ -7,6 +7,7 @@ from collections.abc import Callable, Generator, Iterator
 from dataclasses import replace
 
 from zcp.config import Compare, Config
+from zcp.errors import SourceChanged
 from zcp.xattrs import has_xattrs, xattrs_differ
 from zcp.model import (COPYING_OPS, DIR, FILE, SYMLINK, Action, Entry, Extra, Folder, Kind, Landing, LinkCandidate,
                        Op, Unchanged)
@@ -22,10 +23,21 @@ def _lstat(path: str) -> Entry | None:
         return None
 
 
-def _same_content(a: str, b: str) -> bool:
+def _same_content(src: str, dst: str) -> bool:
+    """Whether the two files hash alike. When that cannot be known, because either one changed while
+    it was hashed or the destination cannot be read or is gone, they count as different: the copy
+    that follows reads the source again and reports its own failure. A source that cannot be read
+    raises (a read error)."""
     from zcp.hashing import hash_path  # only --checksum pays for it
 
-    return hash_path(a) == hash_path(b)
+    try:
+        digest = hash_path(src)
+    except SourceChanged:
+        return False
+    try:
+        return hash_path(dst) == digest
+    except (OSError, SourceChanged):
+        return False
 
 
 class Planner:
