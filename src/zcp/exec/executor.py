@@ -227,7 +227,7 @@ class Executor:
         """Clone the old destination into the temp and rewrite its changed blocks; None: no clone here."""
         try:
             old_fd = os.open(action.dst, _SRC_FLAGS)
-        except FileNotFoundError:
+        except (FileNotFoundError, PermissionError):  # gone, or not ours to read: a whole copy
             return None
         try:
             if not stat.S_ISREG(os.fstat(old_fd).st_mode):
@@ -244,7 +244,7 @@ class Executor:
 
     def _update_in_place(self, action: Action, src: Entry, src_fd: int) -> None:
         """--inplace: rewrite the changed blocks of the existing file itself (not atomic), then metadata."""
-        dst_fd = os.open(action.dst, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+        dst_fd = _open_for_update(action.dst)
         try:
             if not stat.S_ISREG(os.fstat(dst_fd).st_mode):
                 raise FileError(f"{action.dst}: no longer a regular file")
@@ -419,3 +419,23 @@ _HANDLERS = {
     Op.ATTRS: Executor._attrs,
     Op.DELETE: Executor._delete,
 }
+
+
+_UPDATE_FLAGS = os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
+
+
+def _open_for_update(path: str) -> int:
+    """The existing file open read-write for --inplace. A read-only file of ours is made writable
+    just long enough to open it, as rsync does (the fd keeps its write access; the mode is put back)."""
+    try:
+        return os.open(path, _UPDATE_FLAGS)
+    except PermissionError:
+        st = os.lstat(path)
+        if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & stat.S_IWUSR:
+            raise
+    os.chmod(path, stat.S_IMODE(st.st_mode) | stat.S_IWUSR)
+    try:
+        fd = os.open(path, _UPDATE_FLAGS)
+    finally:
+        os.chmod(path, stat.S_IMODE(st.st_mode))
+    return fd
