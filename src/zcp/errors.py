@@ -80,6 +80,17 @@ class Unsupported(Exception):
         self.errno = err
         super().__init__(f"{method}: {detail or errno.errorcode.get(err, err)}")
 
+    @property
+    def device_wide(self) -> bool:
+        """Whether every file between the same two devices would be refused too (worth remembering)."""
+        return self.errno in _DEVICE_WIDE_ERRNOS
+
+
+# Refusals that hold for every file between two devices: the filesystem or kernel cannot (0: known
+# already; ENODATA: a 0-byte first copy_file_range, as from procfs). The other UNSUPPORTED_ERRNOS can
+# be one file's own: EINVAL from cloning a NOCOW file on btrfs, EPERM from an immutable one.
+_DEVICE_WIDE_ERRNOS = frozenset({0, errno.ENOSYS, errno.EXDEV, errno.EOPNOTSUPP, errno.ENOTTY, errno.ENODATA})
+
 
 class MethodUnavailable(FileError):
     """A forced --method (or --reflink=always) cannot serve a file."""

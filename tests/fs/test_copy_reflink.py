@@ -71,3 +71,43 @@ def test_reflink_always_across_filesystems_fails_cleanly(xfs_dir, btrfs_dir):
     [line] = done.stderr.splitlines()
     assert line.startswith("zcp: ") and "reflink" in line, line
     assert os.listdir(btrfs_dir) == []
+
+
+def _nocow_source(folder: Path) -> Path:
+    """A btrfs file with NOCOW set (chattr +C, while empty): it cannot be cloned into a normal file."""
+    nocow = folder / "a_nocow"
+    nocow.touch()
+    subprocess.run([need_tool("chattr"), "+C", str(nocow)], check=True)
+    with open(nocow, "ab") as f:
+        f.write(os.urandom((1 << 20) + 4096))
+        os.fsync(f.fileno())
+    return nocow
+
+
+@pytest.mark.parametrize("flags", [["--reflink=always"], []], ids=["always", "default"])
+def test_one_file_that_cannot_be_cloned_does_not_stop_cloning_the_rest(btrfs_dir, flags):
+    """FICLONE's EINVAL for a NOCOW file is that file's own: the next file is still cloned (by
+    default the NOCOW one is copied instead; with --reflink=always it alone fails)."""
+    src = btrfs_dir / "src"
+    src.mkdir()
+    _nocow_source(src)
+    normal = _source(src).rename(src / "b_normal")
+    done = zcp("-a", "-j1", *flags, f"{src}/", btrfs_dir / "dst")
+    if flags:
+        assert done.returncode == PARTIAL
+        [line] = done.stderr.splitlines()
+        assert "a_nocow" in line and "reflink" in line, line
+    else:
+        assert (done.returncode, done.stderr) == (0, "")
+        assert (btrfs_dir / "dst" / "a_nocow").read_bytes() == (src / "a_nocow").read_bytes()
+    assert (btrfs_dir / "dst" / "b_normal").read_bytes() == normal.read_bytes()
+    assert shares_extents(btrfs_dir / "dst" / "b_normal")
+
+
+def test_reflink_never_refuses_a_forced_copy_file_range(xfs_dir):
+    """copy_file_range clones by itself within xfs and btrfs, which --reflink=never forbids."""
+    src = _source(xfs_dir)
+    done = zcp("--reflink=never", "--method=copy_file_range", src, xfs_dir / "dst")
+    assert done.returncode == 1
+    assert "--reflink=never" in done.stderr and "copy_file_range" in done.stderr
+    assert not (xfs_dir / "dst").exists()

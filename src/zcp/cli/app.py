@@ -91,8 +91,9 @@ def copy(
         raise UsageError("need a source and a destination (usage: zcp [OPTIONS] SRC... DST)")
     if reflink is Reflink.ALWAYS and method not in (Method.AUTO, Method.REFLINK):
         raise UsageError(f"--reflink=always conflicts with --method={method}")
-    if reflink is Reflink.NEVER and method is Method.REFLINK:
-        raise UsageError("--reflink=never conflicts with --method=reflink")
+    if reflink is Reflink.NEVER and method in (Method.REFLINK, Method.COPY_FILE_RANGE):
+        raise UsageError(f"--reflink=never conflicts with --method={method}"
+                         + (" (it clones within xfs and btrfs)" if method is Method.COPY_FILE_RANGE else ""))
     base = Preserve.archive() if archive else Preserve()
     preserve = Preserve(
         mode=base.mode or perms, times=base.times or times, owner=base.owner or owner,

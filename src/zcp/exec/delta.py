@@ -120,8 +120,9 @@ def delta_into_temp(src_fd: int, src_size: int, old_fd: int, tmp_fd: int, *, met
     before = _snapshot(src_fd, src_size)
     try:
         reflink(old_fd, tmp_fd)
-    except Unsupported:
-        caps.mark_unsupported(Method.REFLINK, dst_dev, dst_dev)
+    except Unsupported as exc:
+        if exc.device_wide:  # not when only this file cannot (a NOCOW file on btrfs)
+            caps.mark_unsupported(Method.REFLINK, dst_dev, dst_dev)
         raise
     result = _patch(src_fd, src_size, tmp_fd, methods, devices, caps, progress)
     _check_unchanged(src_fd, before)
@@ -177,15 +178,17 @@ def _copy_ranges(methods: tuple[Method, ...], src_fd: int, dst_fd: int, ranges: 
     written = 0
     for offset, length in ranges:
         while True:
-            usable = caps.usable(tuple(usable), *devices)
+            usable = list(caps.usable(tuple(usable), *devices))
             if not usable:
                 raise MethodUnavailable("no kernel path could copy the changed blocks (" + ", ".join(methods) + ")")
             method = usable[0]
             try:
                 written += COPIERS[method](src_fd, dst_fd, length, offset, offset, progress)
                 break
-            except Unsupported:
-                caps.mark_unsupported(method, *devices)
+            except Unsupported as exc:
+                if exc.device_wide:
+                    caps.mark_unsupported(method, *devices)
+                usable.remove(method)  # for this file, in any case
     return method, written
 
 

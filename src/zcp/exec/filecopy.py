@@ -11,8 +11,9 @@ def copy_bytes(methods: tuple[Method, ...], src_fd: int, dst_fd: int, size: int,
                devices: tuple[int, int], caps: Capabilities, progress: Progress | None) -> tuple[Method, int]:
     """Run the first method that works; returns (method used, bytes moved).
 
-    A method is left for the next only when it wrote nothing (Unsupported); the device pair then
-    remembers it so later files skip the attempt. Any other failure is the file's failure.
+    A method is left for the next only when it wrote nothing (Unsupported); when the refusal holds
+    for the whole filesystem, the device pair remembers it so later files skip the attempt. Any
+    other failure is the file's failure.
     """
     usable = caps.usable(methods, *devices)
     refusals = []
@@ -26,7 +27,8 @@ def copy_bytes(methods: tuple[Method, ...], src_fd: int, dst_fd: int, size: int,
                 return method, size
             return method, copy_file_data(copier, src_fd, dst_fd, size, sparse, progress)
         except Unsupported as exc:
-            caps.mark_unsupported(method, *devices)
+            if exc.device_wide:
+                caps.mark_unsupported(method, *devices)
             refusals.append(str(exc))
     known = [f"{m}: unsupported here" for m in methods if m not in usable]
     raise MethodUnavailable("no kernel path could copy it (" + "; ".join(known + refusals) + ")")
