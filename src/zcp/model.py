@@ -140,6 +140,7 @@ class Action:
     existing: Entry | None = None  # lstat of the destination before the run
     landing: Landing | None = None  # COPY/UPDATE: the folder the file lands in
     warning: str = ""  # SKIP of something the user asked for (a FIFO without root, ...)
+    failure: str = ""  # SKIP of something that cannot be done: the run fails it (exit 23)
     xattrs: bool = False  # ATTRS: the extended attributes differ too
 
     def __reduce__(self):

@@ -47,6 +47,9 @@ OPERAND_ERRORS = {
     "only one operand": (["f"], "destination"),
     "unknown option": (["--bogus", "f", "out"], "--bogus"),
     "unknown method": (["--method=teleport", "f", "out"], "teleport"),
+    "no reflink, forced copy_file_range": (["--reflink=never", "--method=copy_file_range", "f", "out"], "clones"),
+    "in place by reflink": (["--inplace", "--reflink=always", "f", "g"], "--inplace"),
+    "in place by forced reflink": (["--inplace", "--method=reflink", "f", "g"], "--inplace"),
 }
 
 

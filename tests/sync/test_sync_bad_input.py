@@ -162,3 +162,21 @@ def test_max_delete_bounds_replaced_folders_across_workers(tmp_path, jobs):
     removed = {rel for rel, what in in_the_way.items() if after.get(rel, b"gone") != what}
     assert len(removed) <= 2
     assert stats.exit_code() != 0
+
+
+@pytest.mark.parametrize("jobs", ["1", "2"])
+@pytest.mark.parametrize(("source", "target"), [("src/", "ro/x/"), ("src", "ro/x/"), ("src/", "ro/x"), ("src", "ro/x")])
+def test_a_destination_folder_that_cannot_be_made_stops_the_run_with_11(mounts, tmp_path, capsys, monkeypatch, jobs,
+                                                                       source, target):
+    """One line and exit 11 however DEST is spelled, not a failure per entry beneath it (as rsync)."""
+    import subprocess
+
+    read_only = mounts.tmpfs("1m")
+    subprocess.run(["mount", "-o", "remount,ro", str(read_only)], check=True)
+    build(tmp_path / "src", {"f": b"f", "sub/g": b"g"})
+    os.symlink(read_only, tmp_path / "ro")
+    monkeypatch.chdir(tmp_path)
+    result = call_zcp(capsys, "-a", "-j", jobs, source, target)
+    assert result.code == ExitCode.FILE_IO
+    assert len(result.err_lines) == 1 and "Read-only file system" in result.err_lines[0], result.err
+    assert os.listdir(read_only) == []

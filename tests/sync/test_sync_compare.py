@@ -284,3 +284,17 @@ def test_checksum_of_a_file_that_changes_while_hashed_copies_it(tmp_path, capsys
     assert (result.code, result.err) == (0, "")
     assert result.out.splitlines() == [".d..t...... ./", ">fc........ edit.txt", "*deleting   extra"]
     assert (dst / "edit.txt").read_bytes() == b"version 2"
+
+
+def test_ignore_existing_with_a_file_where_the_source_has_a_folder_plans_what_it_does(tmp_path, capsys):
+    """-n -i lists what the run does: the folder fails (a file is in its place), nothing inside it
+    is planned, and both exit 23."""
+    src = build(tmp_path / "src", {"d/z": b"z", "free": b"new"})
+    dst = build(tmp_path / "dst", {"d": b"precious"})
+    planned = call_zcp(capsys, "-a", "-i", "-n", "--ignore-existing", f"{src}/", dst)
+    done = call_zcp(capsys, "-a", "-i", "--ignore-existing", f"{src}/", dst)
+    assert planned.out == done.out and ">f+++++++++ free" in done.out and "d/z" not in done.out
+    assert planned.code == done.code == ExitCode.PARTIAL
+    assert planned.err_lines == done.err_lines == [
+        f"zcp: {src}/d: a file is in its place in the destination and --ignore-existing keeps it: the folder is not copied"]
+    assert (dst / "d").read_bytes() == b"precious"

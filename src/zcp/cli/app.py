@@ -94,6 +94,9 @@ def copy(
     if reflink is Reflink.NEVER and method in (Method.REFLINK, Method.COPY_FILE_RANGE):
         raise UsageError(f"--reflink=never conflicts with --method={method}"
                          + (" (it clones within xfs and btrfs)" if method is Method.COPY_FILE_RANGE else ""))
+    if inplace and (reflink is Reflink.ALWAYS or method is Method.REFLINK):
+        raise UsageError("--inplace rewrites blocks inside the existing file, which a reflink cannot do: "
+                         f"it conflicts with {'--reflink=always' if reflink is Reflink.ALWAYS else '--method=reflink'}")
     base = Preserve.archive() if archive else Preserve()
     preserve = Preserve(
         mode=base.mode or perms, times=base.times or times, owner=base.owner or owner,

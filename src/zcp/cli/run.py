@@ -52,6 +52,9 @@ def _dry_run(operands: Operands, config: Config, items: Itemizer | None, names: 
     planner = Planner(config, note, printer.warned)
     for action in plan_actions(operands, planner):
         printer.planned(action)
+        if action.failure:  # as the run would fail it
+            stats.failed += 1
+            printer.failed(action.src.path, action.failure)
     stats.delete_limited = planner.delete_limited
     return stats.exit_code()
 

@@ -8,7 +8,8 @@ import stat
 from collections.abc import Iterable
 
 from zcp.config import Config, Method
-from zcp.errors import FileError, Interrupted, SourceChanged, SourceVanished, Unsupported, VerifyMismatch, describe
+from zcp.errors import (FileError, Interrupted, SourceChanged, SourceVanished, Unsupported, VerifyMismatch, ZcpError,
+                        describe)
 from zcp.exec.atomic import Pending, UnnamedUnsupported, fsync_dir, make_beside, remove_live_temps
 from zcp.exec.events import NullSink, Sink, Stats
 from zcp.exec.filecopy import copy_bytes
@@ -68,6 +69,9 @@ class Executor:
         try:
             _HANDLERS[op](self, action)
         except (OSError, FileError) as exc:
+            if op is Op.MKDIR and not action.rel and isinstance(exc, OSError):
+                # a folder root that cannot be made: nothing of the transfer has a place (rsync: 11)
+                raise ZcpError(f"cannot make the destination folder: {describe(exc)}") from None
             self._failed(action, exc)
 
     def unchanged(self, count: int) -> None:
@@ -117,6 +121,9 @@ class Executor:
     # --- actions -------------------------------------------------------------------------------
 
     def _skip(self, action: Action) -> None:
+        if action.failure:
+            self._fail(action, FileError(action.failure))
+            return
         self.stats.skipped += 1
         if action.warning:
             self.sink.warned(action.warning)

@@ -32,6 +32,10 @@ class Decider:
         """
         kind = src.kind
         if existing is not None and self.config.ignore_existing and (kind is not DIR or existing.kind is not DIR):
+            if kind is DIR:  # the planner does not descend: nothing of the folder has a place
+                return Action(SKIP, rel, dst, src, existing=existing, reason=f"a {existing.kind} is in the way",
+                              failure=f"a {existing.kind} is in its place in the destination and "
+                                      "--ignore-existing keeps it: the folder is not copied")
             return Action(SKIP, rel, dst, src, existing=existing, reason="exists (--ignore-existing)")
         if kind is DIR:
             return Action(Op.MKDIR, rel, dst, src, existing=existing,
