@@ -236,6 +236,91 @@ def test_format_zcp_refuses_a_plain_tar_stream(tree, tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+# ---- modes without -p, as `zcp src/ dst` and GNU tar give them -----------------------------------
+
+
+def _mode(path: Path) -> int:
+    return path.stat().st_mode & 0o7777
+
+
+def test_a_file_named_twice_gets_the_later_mode(tmp_path):
+    """`tar -r` appends a second copy: its mode counts, not that of the copy this stream made first."""
+    need_tool("tar")
+    done = shell("umask 022; echo v1 > f; chmod 644 f; tar -cf a.tar f; echo secret > f; chmod 600 f; "
+                 "tar -rf a.tar f; zcp -r - out/ < a.tar", tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert ((tmp_path / "out" / "f").read_bytes(), _mode(tmp_path / "out" / "f")) == (b"secret\n", 0o600)
+
+
+def test_a_folder_listed_after_its_contents_gets_its_mode(tmp_path):
+    need_tool("tar")
+    done = shell("umask 022; mkdir -p src/d; echo x > src/d/f; chmod 700 src/d; tar -C src -cf t.tar d/f d; "
+                 "zcp -r - out/ < t.tar", tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert _mode(tmp_path / "out" / "d") == 0o700
+
+
+@pytest.mark.parametrize("dest", ["out", "out/"])
+def test_a_new_dest_gets_the_source_folder_mode_with_or_without_slash(tmp_path, dest):
+    done = shell(f"umask 022; mkdir src; echo x > src/f; chmod 700 src; zcp -r src/ - | zcp -r - {dest}", tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert _mode(tmp_path / "out") == 0o700
+
+
+def test_one_file_replacing_dest_keeps_dest_mode(tmp_path):
+    """As `zcp f e` and the raw format do: a file it replaces keeps its permissions (without -p)."""
+    done = shell("echo new > f; chmod 755 f; echo old > e; chmod 600 e; zcp f - | zcp - e", tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert ((tmp_path / "e").read_bytes(), _mode(tmp_path / "e")) == (b"new\n", 0o600)
+
+
+# ---- what is a stream and what is raw ------------------------------------------------------------
+
+
+def test_bytes_that_only_look_like_a_tar_header_arrive_raw(tmp_path):
+    """A valid checksum and magic, but a number field that is no number: raw data, not a stream."""
+    from zcp.stream import pax
+
+    block = bytearray(pax.encode_header(b"a", b"0", mode=0o644, size=0))
+    block[108:116] = b"nobody\0\0"  # the uid field
+    block[148:156] = b" " * 8
+    block[148:156] = b"%06o\0 " % sum(block)
+    data = bytes(block) + b"payload"
+    done = receive_from(data, "-", "out.bin", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "out.bin").read_bytes() == data
+
+
+def test_a_zcp_stream_cut_in_its_first_block_is_refused(tmp_path):
+    (tmp_path / "f").write_bytes(b"x" * 4096)
+    cut = stream_bytes("f", cwd=tmp_path)[:300]
+    done = receive_from(cut, "-", "out", cwd=tmp_path)
+    assert done.returncode == 12 and "truncated stream" in done.stderr
+    assert os.listdir(tmp_path) == ["f"]
+
+
+def test_a_checksum_field_that_int_would_take_but_tar_would_not_is_no_header(tmp_path):
+    from zcp.stream import pax
+
+    block = bytearray(pax.encode_header(b"a", b"0", mode=0o644, size=0))
+    block[148:156] = b" " * 8
+    block[148:156] = b"+%05o\0 " % sum(block)
+    data = bytes(block) + bytes(1024)
+    assert receive_from(data, "-", "out/", cwd=tmp_path).returncode == 12  # not a tar stream
+    done = receive_from(data, "-", "raw.bin", cwd=tmp_path)
+    assert done.returncode == 0 and (tmp_path / "raw.bin").read_bytes() == data
+
+
+def test_extended_headers_for_one_entry_are_bounded(tmp_path):
+    """Each 'x' header is capped, and so are all of one entry's together: memory stays bounded."""
+    from zcp.stream import pax
+
+    many = b"".join(pax.pax_header(b"x", pax.PAX_EXTENDED, [(f"key{i}", b"v" * (600 << 10))]) for i in range(4))
+    data = many + pax.encode_header(b"f", b"0", mode=0o644, size=0) + bytes(1024)
+    done = receive_from(data, "-", "out/", cwd=tmp_path)
+    assert done.returncode == 12 and "for one entry refused" in done.stderr
+
+
 # ---- failures ----------------------------------------------------------------------------------
 
 

@@ -79,6 +79,7 @@ class TarReader:
         self._pos = 0
         self._globals: dict[str, bytes] = {}
         self._plain_globals = True  # no global record sets a value of the entries
+        self._global_bytes = 0  # of all global headers so far (bounded like one entry's)
         self._started = False
         self.is_zcp = False
 
@@ -88,6 +89,7 @@ class TarReader:
         quick: re.Match[bytes] | None = None  # the entry's only 'x' header, as zcp writes them
         long_name: bytes | None = None
         long_link: bytes | None = None
+        meta_bytes = 0  # of this entry's metadata headers: memory stays bounded however many come
         while True:
             block = self._block()
             if block is None:
@@ -100,11 +102,18 @@ class TarReader:
             if header.typeflag in _META_TYPES:
                 body = self._meta_body(header)
                 if header.typeflag == pax.PAX_GLOBAL:
+                    self._global_bytes += len(body)
+                    if self._global_bytes > pax.MAX_META_SIZE:
+                        raise StreamError(f"global extended headers of over {pax.MAX_META_SIZE} bytes refused")
                     self._globals.update(pax.decode_records(body))
                     self._plain_globals = self._globals.keys() <= {pax.KEY_VERSION}
                     if first:
                         self._check_zcp()
-                elif header.typeflag == pax.PAX_EXTENDED:
+                    continue
+                meta_bytes += len(body)
+                if meta_bytes > pax.MAX_META_SIZE:
+                    raise StreamError(f"extended headers of over {pax.MAX_META_SIZE} bytes for one entry refused")
+                if header.typeflag == pax.PAX_EXTENDED:
                     if not (extended or quick) and (quick := _ZCP_RECORDS.fullmatch(body)):
                         continue
                     if quick:  # a second 'x' header: both the long way, in order

@@ -173,10 +173,10 @@ def byte_sum(data: bytes) -> int:
 
 def checksum_ok(block: bytes) -> bool:
     field = block[_CHECKSUM]
-    try:
-        stored = int(field.split(b"\x00", 1)[0].strip(b" ") or b"x", 8)
-    except ValueError:
+    digits = field.split(b"\x00", 1)[0].strip(b" ")
+    if not digits or digits.translate(None, b"01234567"):  # int() would also take a sign, '_', '0o'
         return False
+    stored = int(digits, 8)
     unsigned = byte_sum(block) - sum(field) + _BLANK_SUM
     if stored == unsigned:
         return True
@@ -391,3 +391,7 @@ def is_utf8(data: bytes) -> bool:
     except UnicodeDecodeError:
         return False
     return True
+
+
+# What every zcp stream opens with: its global header, the format's version (docs/stream-format.md).
+ZCP_GLOBAL = pax_header(b"././@PaxGlobalHeader", PAX_GLOBAL, [(KEY_VERSION, ZCP_VERSION.encode())])

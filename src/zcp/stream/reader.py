@@ -127,9 +127,14 @@ def receive(
 
 def _sniff_zcp(in_fd: int, first: bytes) -> tuple[bytes, bool]:
     """Whether the stream opens with zcp's global header; returns every byte read to find out."""
+    if len(first) >= _SURE_PREFIX and pax.ZCP_GLOBAL.startswith(first) and len(first) < pax.BLOCK:
+        raise StreamError("truncated stream: it ends inside its first header")
     if not pax.is_tar_header(first):
         return first, False
-    header = pax.decode_header(first)
+    try:
+        header = pax.decode_header(first)
+    except StreamError:  # looks like a header, but is none: raw bytes
+        return first, False
     if header.typeflag != pax.PAX_GLOBAL or not 0 <= header.size <= pax.MAX_META_SIZE:
         return first, False
     peeked = first + read_exact(in_fd, header.size + pax.padding(header.size))
@@ -147,11 +152,17 @@ def _sniff_zcp(in_fd: int, first: bytes) -> tuple[bytes, bool]:
     return peeked, pax.KEY_VERSION in records
 
 
-def _unpack(reader: TarReader, dest: str, options: _Options, read: Iterable[Member] = ()) -> ReceiveStats:
-    """Unpack into the folder DEST (created if missing); ``read``: members already taken from ``reader``."""
-    made = not os.path.isdir(dest)
-    if made:
+# Bytes of zcp's first block that no raw file starts with by chance: its whole name field.
+_SURE_PREFIX = 100
+
+
+def _unpack(reader: TarReader, dest: str, options: _Options, read: Iterable[Member] = (),
+            made: bool = False) -> ReceiveStats:
+    """Unpack into the folder DEST (created if missing); ``read``: members already taken from ``reader``;
+    ``made``: DEST was made for this stream already."""
+    if not made and not os.path.isdir(dest):
         os.mkdir(dest)
+        made = True
     with ConfinedDir.open(dest) as root:
         unpacker = _Unpacker(reader, root, options, ReceiveStats(), root_made=made)
         unpacker.run(read)
@@ -174,10 +185,11 @@ def _receive_single(reader: TarReader, dest: str, options: _Options) -> ReceiveS
             return ReceiveStats(zcp=True)
         if member.kind is not Kind.FILE or member.hardlink:
             _make_folder(parent_fd, leaf, dest)
-            return _unpack(reader, dest, options, [member])
+            return _unpack(reader, dest, options, [member], made=True)
         stats = ReceiveStats(zcp=True)
+        replaced_mode = None if options.keep_perms else _mode_of_file(parent_fd, leaf)
         with _NewFile(parent_fd, leaf, 0o600) as new:
-            _FileReceiver(reader, stats, options).fill(new.fd, member, None)
+            _FileReceiver(reader, stats, options).fill(new.fd, member, None, replaced_mode)
             following = reader.next()
             if following is not None:
                 _make_folder(parent_fd, leaf, dest)
@@ -394,9 +406,9 @@ class _Unpacker:
         else:
             if not parts:
                 raise StreamError("refusing an entry that names the destination folder itself")
-            self._claim(parts, member.kind)
+            again = self._claim(parts, member.kind)
             if member.kind is FILE:
-                self._file(parts, member)
+                self._file(parts, member, again)
             elif member.kind is SYMLINK:
                 self._symlink(parts, member)
             else:
@@ -411,8 +423,9 @@ class _Unpacker:
         self._claim(parts, Kind.FILE)
         new.place(self.root.folder(parts[:-1], create=True), parts[-1])
 
-    def _claim(self, parts: Parts, kind: Kind) -> None:
-        """Record what ``parts`` is; one name cannot be two types in one stream."""
+    def _claim(self, parts: Parts, kind: Kind) -> bool:
+        """Record what ``parts`` is; one name cannot be two types in one stream. Whether the stream
+        named it before (explicitly, or as a folder above an earlier entry)."""
         parent = parts[:-1]
         if parent != self._last_parent:  # a recorded kind never changes: checked once per folder run
             for depth in range(1, len(parts)):
@@ -420,14 +433,20 @@ class _Unpacker:
                 if above is not DIR:
                     raise StreamError(f"{display(parts[:depth])!r} is a {above} in this stream, not a folder for {display(parts)!r}")
             self._last_parent = parent
-        earlier = self.seen.setdefault("/".join(parts), kind)
+        key = "/".join(parts)
+        earlier = self.seen.get(key)
+        if earlier is None:
+            self.seen[key] = kind
+            return False
         if earlier is not kind:
             raise StreamError(f"{display(parts)!r} appears twice in the stream, as a {earlier} and as a {kind}")
+        return True
 
-    def _file(self, parts: Parts, member: Member) -> None:
+    def _file(self, parts: Parts, member: Member, again: bool = False) -> None:
         """A new inode with no name (O_TMPFILE) takes the body and is linked into place once complete
         and verified: a process killed even by SIGKILL leaves nothing. Where the filesystem cannot,
-        a temp name in the folder, renamed into place."""
+        a temp name in the folder, renamed into place. ``again``: the stream named it before, so a
+        file there is no file DEST held (whose mode it would keep without -p)."""
         where, leaf = parts[:-1], parts[-1]
         parent = self.root.folder(where, create=True)
         if self._landing is None or self._landing[0] != where:
@@ -435,7 +454,7 @@ class _Unpacker:
             self._landing = (where, Landing.of(parent, st.st_dev, st.st_mode))
         if self._unnamed is None:
             self._unnamed = _can_name_unnamed(parent)
-        replaced_mode = None if self.options.keep_perms else _mode_of_file(parent, leaf)
+        replaced_mode = None if self.options.keep_perms or again else _mode_of_file(parent, leaf)
         if self._unnamed:
             try:
                 fd = open_unnamed(".", member.mode & 0o777, dir_fd=parent)
@@ -468,8 +487,8 @@ class _Unpacker:
             try:
                 os.mkdir(parts[-1], 0o700, dir_fd=parent)  # opened up in _finish_folders
                 existed = False
-            except FileExistsError:
-                existed = True
+            except FileExistsError:  # there before the stream, unless made for an entry inside it
+                existed = parts not in self.root.made
             self.root.folder(parts, create=False)  # refuses a symlink or a non-folder already there
         if parts in self.folders:  # named again: whether it was there before the stream stays as found
             existed = self.folders[parts][1]

@@ -75,7 +75,7 @@ def write_stream(out_fd: int, items: Iterable[tuple[str, Entry]], *, progress: P
     BrokenPipe when the reader went away.
     """
     sender = _Sender(out_fd, progress, xattrs)
-    sender.put(pax.pax_header(b"././@PaxGlobalHeader", pax.PAX_GLOBAL, [(pax.KEY_VERSION, pax.ZCP_VERSION.encode())]))
+    sender.put(pax.ZCP_GLOBAL)
     stats = sender.stats
     first_names: dict[tuple[int, int], bytes] = {}  # (dev, ino) of multiply linked files
     for name, entry in items:
