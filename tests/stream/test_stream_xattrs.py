@@ -130,3 +130,36 @@ def test_xattrs_too_big_for_a_header_are_left_out_with_a_warning(tmp_path, monke
     receive_bytes((tmp_path / "stream").read_bytes(), f"{tmp_path}/dest/", xattrs=True)
     assert _user_xattrs(tmp_path / "dest" / "big") == {}
     assert _user_xattrs(tmp_path / "dest" / "small") == {"user.v": b"x" * 10}
+
+
+def test_acls_from_gnu_tar_acls_are_set(tmp_path):
+    """tar --acls stores ACLs as text (SCHILY.acl.*): `zcp -a` as root sets them, as tar -x --acls does."""
+    need_root()
+    tar = need_tool("tar")
+    from conftest import give_default_acl
+
+    from zcp.acl import acl_xattr
+
+    src = tmp_path / "src"
+    (src / "dir").mkdir(parents=True)
+    (src / "f").write_bytes(b"with an ACL")
+    access = acl_xattr("user::rw-\nuser:1234:rwx\ngroup::r--\nmask::rwx\nother::r--")
+    os.setxattr(src / "f", "system.posix_acl_access", access)
+    give_default_acl(src / "dir", other=5)
+    archive = tmp_path / "a.tar"
+    subprocess.run([tar, "--acls", "--format=posix", "-C", src, "-cf", archive, "."], check=True)
+    done = subprocess.run([*ZCP, "-a", "-", "out/"], cwd=tmp_path, stdin=open(archive, "rb"), capture_output=True)
+    assert (done.returncode, done.stderr) == (0, b"")
+    for rel, name in (("f", "system.posix_acl_access"), ("dir", "system.posix_acl_default")):
+        assert os.getxattr(tmp_path / "out" / rel, name) == os.getxattr(src / rel, name), rel
+
+
+def test_an_acl_naming_an_unknown_user_is_a_warning(tmp_path):
+    need_root()
+    records = [*hashed(b"x"), ("SCHILY.acl.access", b"user::rw-\nuser:nosuchuser-zcp:r--\ngroup::r--\nmask::r--\nother::---\n")]
+    stream = zcp_global() + member(b"f", body=b"x", records=records) + END
+    warnings: list[str] = []
+    receive_bytes(stream, f"{tmp_path}/out/", xattrs=True, preserve_owner=True, keep_perms=True,
+                  on_warning=warnings.append)
+    assert (tmp_path / "out" / "f").read_bytes() == b"x"
+    assert warnings == ["f: ACL not set: no user named 'nosuchuser-zcp' here"]

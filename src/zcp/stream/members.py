@@ -35,6 +35,8 @@ _META_TYPES = frozenset({pax.PAX_EXTENDED, pax.PAX_GLOBAL, pax.GNU_LONGNAME, pax
 _PLAIN_KEYS = frozenset({"path", "linkpath", "size", "uid", "gid", "mtime", "atime", "hdrcharset", pax.KEY_VERSION, pax.KEY_HASH})
 _XATTR_PREFIX = "SCHILY.xattr."  # GNU tar's and star's records of extended attributes
 _XATTR_PREFIX_LENGTH = len(_XATTR_PREFIX)
+# GNU tar --acls: ACLs as text, each the value of one system xattr once converted (zcp.acl)
+_ACL_RECORDS = {"SCHILY.acl.access": "system.posix_acl_access", "SCHILY.acl.default": "system.posix_acl_default"}
 _TIME_LIMIT = (1 << 63) * 1_000_000_000  # ns: utimensat takes 64-bit seconds (filesystems clamp)
 _ID_LIMIT = 2**32 - 2  # (uid_t)-1 means "leave unchanged" to chown
 # Bodies up to this size are taken into memory whole (written with one write, hashed there);
@@ -68,6 +70,7 @@ class Member(NamedTuple):
     devminor: int
     digest: bytes | None  # ZCP.xxh3_128 of the body
     xattrs: tuple[tuple[str, bytes], ...] = ()  # SCHILY.xattr.<name> records: (name, value)
+    acls: tuple[tuple[str, str], ...] = ()  # SCHILY.acl.* records (tar --acls): (xattr name, ACL text)
 
 
 class TarReader:
@@ -263,7 +266,11 @@ def _extended_member(header: pax.Header, records: dict[str, bytes], name: bytes,
     uid = header.uid if (value := get("uid")) is None else pax.parse_decimal(value, "uid", _ID_LIMIT)
     gid = header.gid if (value := get("gid")) is None else pax.parse_decimal(value, "gid", _ID_LIMIT)
     digest = None if (value := get(pax.KEY_HASH)) is None else _digest(value, name)
-    return _member(header, name, linkname, size, mtime_ns, atime_ns, uid, gid, digest, xattrs)
+    acls = ()
+    if other_keys:
+        acls = tuple((xattr, value.decode("utf-8", "surrogateescape")) for key, xattr in _ACL_RECORDS.items()
+                     if (value := get(key)) is not None)
+    return _member(header, name, linkname, size, mtime_ns, atime_ns, uid, gid, digest, xattrs, acls)
 
 
 def _xattr(key: str, value: bytes, name: bytes) -> tuple[str, bytes]:
@@ -274,7 +281,8 @@ def _xattr(key: str, value: bytes, name: bytes) -> tuple[str, bytes]:
 
 
 def _member(header: pax.Header, name: bytes, linkname: bytes, size: int, mtime_ns: int, atime_ns: int | None,
-            uid: int, gid: int, digest: bytes | None, xattrs: tuple[tuple[str, bytes], ...]) -> Member:
+            uid: int, gid: int, digest: bytes | None, xattrs: tuple[tuple[str, bytes], ...],
+            acls: tuple[tuple[str, str], ...] = ()) -> Member:
     """The member from its header and final values, checked."""
     typeflag = header.typeflag
     hardlink = typeflag == pax.HARDLINK
@@ -293,7 +301,7 @@ def _member(header: pax.Header, name: bytes, linkname: bytes, size: int, mtime_n
     return tuple.__new__(Member, (
         name.decode(_FS_ENCODING, _FS_ERRORS), kind, hardlink, header.mode & 0o7777, uid, gid, size, mtime_ns,
         atime_ns, linkname.decode(_FS_ENCODING, _FS_ERRORS) if linkname else "", header.devmajor, header.devminor,
-        digest, xattrs))
+        digest, xattrs, acls))
 
 
 def _digest(value: bytes, name: bytes) -> bytes:

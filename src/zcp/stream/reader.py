@@ -27,6 +27,7 @@ from zcp.stream import pax
 from zcp.confine import ConfinedDir, Parts, display, split_name
 from zcp.exec.atomic import TEMP_SUFFIX, UnnamedUnsupported, link_unnamed, open_unnamed, temp_name
 from zcp.exec.metadata import current_umask
+from zcp.acl import AclError, acl_xattr
 from zcp.xattrs import set_xattrs
 from zcp.stream.members import SMALL_BODY, Member, TarReader
 from zcp.stream.transfer import body_methods, move, read_exact, write_all
@@ -587,9 +588,11 @@ def apply_fd_metadata(fd: int, member: Member, options: _Options, landing: Landi
     less the umask (a new folder also keeps the setgid it inherited from its parent)."""
     if options.preserve_owner and (landing is None or landing.setgid or (member.uid, member.gid) != options.owner):
         os.fchown(fd, member.uid, member.gid)
-    if member.xattrs and options.xattrs:
+    if (member.xattrs or member.acls) and options.xattrs:
         privileged = options.preserve_owner and options.keep_perms  # root, and asked for set-id bits too
         kept = [(name, value) for name, value in member.xattrs if privileged or name.startswith("user.")]
+        if privileged:
+            kept += _acl_xattrs(member, options)
         for warning in set_xattrs(fd, kept):
             options.on_warning(f"{member.name}: {warning}")
     # After chown, which clears set-id bits (only those: a mode without them needs no new chmod).
@@ -606,6 +609,22 @@ def apply_fd_metadata(fd: int, member: Member, options: _Options, landing: Landi
 def _mode(member: Member, options: _Options) -> int:
     """The mode a new entry gets: the stream's, or without -p its permission bits less the umask."""
     return member.mode if options.keep_perms else member.mode & 0o777 & ~options.umask
+
+
+def _acl_xattrs(member: Member, options: _Options) -> list[tuple[str, bytes]]:
+    """The member's tar --acls records as system xattrs; one that cannot be converted here (a user
+    this host does not know) is a warning, as with GNU tar. An ACL the stream also carries as an
+    xattr is taken from there."""
+    carried = {name for name, _ in member.xattrs}
+    converted = []
+    for name, text in member.acls:
+        if name in carried:
+            continue
+        try:
+            converted.append((name, acl_xattr(text)))
+        except AclError as exc:
+            options.on_warning(f"{member.name}: ACL not set: {exc}")
+    return converted
 
 
 def _mode_of_file(parent_fd: int, leaf: str) -> int | None:
