@@ -189,7 +189,7 @@ def _receive_single(reader: TarReader, dest: str, options: _Options) -> ReceiveS
             return _unpack(reader, dest, options, [member], made=True)
         stats = ReceiveStats(zcp=True)
         replaced_mode = None if options.keep_perms else _mode_of_file(parent_fd, leaf)
-        with _NewFile(parent_fd, leaf, 0o600) as new:
+        with _NewFile.beside(parent_fd, leaf, 0o600) as new:
             _FileReceiver(reader, stats, options).fill(new.fd, member, None, replaced_mode)
             following = reader.next()
             if following is not None:
@@ -221,7 +221,7 @@ def _receive_raw(in_fd: int, dest: str, peeked: bytes, options: _Options) -> Rec
     parent, leaf = os.path.split(dest)
     parent_fd = os.open(parent or ".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        with _NewFile(parent_fd, leaf, 0o666) as new:
+        with _NewFile.beside(parent_fd, leaf, 0o666) as new:
             write_all(new.fd, peeked)
             rest = move(in_fd, new.fd, None, None, len(peeked), body_methods(in_fd, new.fd), stats.by_method,
                         options.progress)
@@ -236,22 +236,30 @@ def _receive_raw(in_fd: int, dest: str, peeked: bytes, options: _Options) -> Rec
 
 
 class _NewFile:
-    """A file being received whole for ``leaf`` of a folder: an unnamed inode where one can be named
-    there (a receiver killed even by SIGKILL then leaves nothing), else a temp name beside it.
-    place() puts it at its name; leaving the block closes it, and removes a temp name not placed."""
+    """A file being received for ``leaf`` of a folder: an unnamed inode (a receiver killed even by
+    SIGKILL then leaves nothing), or where none can be named there a temp name beside it. place()
+    puts it at its name; leaving the block closes it, and removes a temp name not placed."""
 
     __slots__ = ("fd", "parent_fd", "temp")
 
-    def __init__(self, parent_fd: int, leaf: str, mode: int):
+    def __init__(self, parent_fd: int, leaf: str, mode: int, unnamed: bool):
+        """``unnamed``: whether one can be named here (_can_name_unnamed); UnnamedUnsupported if the
+        filesystem refuses one all the same."""
         self.parent_fd = parent_fd
         self.temp: str | None = None
-        try:
-            if not _can_name_unnamed(parent_fd):
-                raise UnnamedUnsupported(errno.EOPNOTSUPP)
+        if unnamed:
             self.fd = open_unnamed(".", mode, dir_fd=parent_fd)
-        except UnnamedUnsupported:
+        else:
             self.temp = temp_name(leaf)
             self.fd = os.open(self.temp, _NEW_FILE, mode, dir_fd=parent_fd)
+
+    @classmethod
+    def beside(cls, parent_fd: int, leaf: str, mode: int) -> _NewFile:
+        """The one file of a run (single file, raw bytes): unnamed if the folder allows it."""
+        if _can_name_unnamed(parent_fd):
+            with suppress(UnnamedUnsupported):
+                return cls(parent_fd, leaf, mode, True)
+        return cls(parent_fd, leaf, mode, False)
 
     def place(self, folder_fd: int, leaf: str) -> None:
         if self.temp is None:
@@ -456,29 +464,15 @@ class _Unpacker:
         if self._unnamed is None:
             self._unnamed = _can_name_unnamed(parent)
         replaced_mode = None if self.options.keep_perms or again else _mode_of_file(parent, leaf)
-        if self._unnamed:
-            try:
-                fd = open_unnamed(".", member.mode & 0o777, dir_fd=parent)
-            except UnnamedUnsupported:  # this filesystem cannot: named temp files from now on
-                self._unnamed = False
-            else:
-                try:
-                    self.files.fill(fd, member, self._landing[1], replaced_mode)
-                    _link_into_place(fd, parent, leaf)
-                finally:
-                    os.close(fd)
-                return
-        tmp = temp_name(leaf)
-        try:  # what _Temporary does, inline: this runs for every file
-            fd = os.open(tmp, _NEW_FILE, member.mode & 0o777, dir_fd=parent)
-            try:
-                self.files.fill(fd, member, self._landing[1], replaced_mode)
-            finally:
-                os.close(fd)
-            os.rename(tmp, leaf, src_dir_fd=parent, dst_dir_fd=parent)
-        except BaseException:
-            _remove_temp(parent, tmp)
-            raise
+        mode = member.mode & 0o777
+        try:
+            new = _NewFile(parent, leaf, mode, self._unnamed)
+        except UnnamedUnsupported:  # this filesystem cannot: named temp files from now on
+            self._unnamed = False
+            new = _NewFile(parent, leaf, mode, False)
+        with new:
+            self.files.fill(new.fd, member, self._landing[1], replaced_mode)
+            new.place(parent, leaf)
 
     def _folder(self, parts: Parts, member: Member) -> None:
         self.reader.skip_body(member)
