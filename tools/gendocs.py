@@ -210,8 +210,8 @@ EXIT_NOTES: dict[ExitCode, str] = {
     "a folder copied into itself, or a missing destination parent.",
     ExitCode.FILE_IO: "A file I/O error that stops the whole run, such as an unusable destination.",
     ExitCode.STREAM: "A malformed, truncated, unsafe or corrupted stream on standard input or from a remote zcp.",
-    ExitCode.REMOTE_SHELL: "The remote shell (ssh, or -e) could not reach the host, or could not start zcp there "
-    "(see --remote-zcp); nothing was transferred.",
+    ExitCode.REMOTE_SHELL: "The remote shell (ssh, or -e) failed: no connection to the host, or the connection "
+    "broke (ssh's 255); or it could not start zcp there (see --remote-zcp). Files that had arrived whole stay.",
     ExitCode.INTERRUPTED: "Interrupted by SIGINT, SIGTERM or SIGHUP; the file being written is removed.",
     ExitCode.PARTIAL: "Some files failed, each named on standard error; the rest were transferred.",
     ExitCode.VANISHED: "Some source files vanished during the run; the rest were transferred.",
@@ -265,9 +265,9 @@ EXAMPLES = (
             "zcp --reflink=always vm.img vm-snapshot.img"),
     Example("Send a tree through a pipe to another machine; the receiver verifies every file.",
             "zcp -a photos/ - | ssh host zcp -a - /srv/photos", needs_stdin_stream=True),
-    Example("Read the stream with tar.", "zcp -a photos - | tar -tvf -", needs_stdin_stream=True),
     Example("The same in one command: ssh starts zcp on the other host, which receives and verifies the stream.",
             "zcp -a photos/ host:/srv/photos/"),
+    Example("Read the stream with tar.", "zcp -a photos - | tar -tvf -", needs_stdin_stream=True),
     Example("Fetch a folder from another host, leaving out logs: the filters apply on the sending side there.",
             "zcp -a --exclude '*.log' web1:/var/www mirror/"),
 )

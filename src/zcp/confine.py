@@ -83,7 +83,7 @@ class ConfinedDir:
         self._use_openat2 = _probe_openat2(root_fd) if use_openat2 is None else use_openat2
         self._open_one: Callable[[int, str], int] = self._openat2_one if self._use_openat2 else _nofollow_one
         self._cached: tuple[Parts, int] | None = None  # the last folder opened: entries come grouped
-        self.made: set[Parts] = set()  # folders folder(create=True) made on the way to an entry
+        self._made: set[Parts] = set()  # folders folder(create=True) made on the way to an entry
 
     @classmethod
     def open(cls, dest: str, *, use_openat2: bool | None = None) -> "ConfinedDir":
@@ -123,6 +123,10 @@ class ConfinedDir:
         self._cached = (parts, fd)
         return fd
 
+    def made(self, parts: Parts) -> bool:
+        """Whether folder(create=True) made the folder at ``parts`` (it was not there before)."""
+        return parts in self._made
+
     def open_folder(self, parts: Parts) -> int:
         """A new fd (the caller closes it) of an existing folder at ``parts``."""
         return os.dup(self.folder(parts, create=False))
@@ -147,7 +151,7 @@ class ConfinedDir:
                         raise
                     try:
                         os.mkdir(part, 0o777, dir_fd=fd)
-                        self.made.add(parts[:depth])
+                        self._made.add(parts[:depth])
                     except FileExistsError:
                         pass  # made meanwhile; the open below checks what it is
                     child = self._checked_open(fd, part, parts[:depth])

@@ -123,6 +123,15 @@ def run_exit_code(failed: int, vanished: int, delete_limited: bool = False) -> E
     return ExitCode.OK
 
 
+def remote_exit_code(remote: int, local: int | None) -> int:
+    """A copy to or from another host: the remote zcp's exit code when it failed (it said why on
+    stderr), else this side's. Its 141 only means that this side stopped reading, for a reason of
+    its own."""
+    if remote not in (ExitCode.OK, ExitCode.BROKEN_PIPE) or local is None:
+        return remote
+    return local
+
+
 def describe(exc: BaseException) -> str:
     """One line for a user: strerror and the file name, no traceback."""
     if isinstance(exc, OSError) and exc.strerror:

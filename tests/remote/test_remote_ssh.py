@@ -38,13 +38,17 @@ class Ssh:
                               stdin=subprocess.DEVNULL)
 
 
+def _remote_zcp() -> str:
+    """zcp as the remote shell starts it: this interpreter, this source tree."""
+    package_root = Path(zcp.__file__).resolve().parents[1]
+    return f"env PYTHONPATH={shlex.quote(str(package_root))} {shlex.quote(sys.executable)} -m zcp"
+
+
 @pytest.fixture(scope="module")
 def ssh(tmp_path_factory) -> Ssh:
     try:
         with LocalSshd(tmp_path_factory.mktemp("sshd")) as sshd:
-            package_root = Path(zcp.__file__).resolve().parents[1]
-            remote_zcp = f"env PYTHONPATH={shlex.quote(str(package_root))} {shlex.quote(sys.executable)} -m zcp"
-            yield Ssh(sshd.rsh, remote_zcp, sshd.folder)
+            yield Ssh(sshd.rsh, _remote_zcp(), sshd.folder)
     except SshdUnavailable as exc:
         need(False, str(exc))
 
@@ -104,17 +108,48 @@ def test_one_file_each_way_becomes_the_named_file(ssh, tmp_path):
     assert os.stat(tmp_path / "pulled").st_mtime_ns == os.stat(tmp_path / "one").st_mtime_ns
 
 
-def test_a_remote_home_path_is_expanded_there(ssh, tmp_path):
-    """HOST:~/x is the remote user's home, as with scp and rsync (the path is not quoted away)."""
+def test_a_remote_home_path_is_expanded_there(tmp_path):
+    """HOST:~/x is the remote user's home, as with scp and rsync: the ~ reaches the remote shell
+    unquoted. A stand-in remote shell runs the command here, with HOME in the test's folder."""
+    (tmp_path / "home").mkdir()
     (tmp_path / "f").write_bytes(b"home")
-    name = f"zcp-remote-test-{os.getpid()}"
-    target = Path.home() / name
-    try:
-        done = ssh.run(tmp_path / "f", f"{HOST}:~/{name}")
-        assert done.returncode == 0, done.stderr
-        assert target.read_bytes() == b"home"
-    finally:
-        target.unlink(missing_ok=True)
+    done = subprocess.run([sys.executable, "-m", "zcp", "-e", _stand_in_shell(tmp_path), "--remote-zcp", _remote_zcp(),
+                           str(tmp_path / "f"), "anyhost:~/x"], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "HOME": str(tmp_path / "home")})
+    assert (done.returncode, done.stderr) == (0, "")
+    assert (tmp_path / "home" / "x").read_bytes() == b"home"
+
+
+def _stand_in_shell(tmp_path: Path) -> str:
+    """A remote shell that runs the command here: `rsh HOST COMMAND` is `sh -c COMMAND`."""
+    stand_in = tmp_path / "rsh"
+    stand_in.write_text('#!/bin/sh\nshift\nexec sh -c "$1"\n')
+    stand_in.chmod(0o755)
+    return str(stand_in)
+
+
+def test_a_pull_refused_here_does_not_wait_for_a_remote_that_goes_on(tmp_path):
+    """The stream is no zcp stream: this side fails at once, and a remote that neither ends nor
+    reads is stopped after a grace period, not waited for."""
+    garbage = "head -c 1024 /dev/zero | tr '\\0' x; sleep 60 >/dev/null 2>&1; :"  # holds none of our pipes
+    start = time.monotonic()
+    done = subprocess.run([sys.executable, "-m", "zcp", "-e", _stand_in_shell(tmp_path), "--remote-zcp", garbage,
+                           "anyhost:/nowhere", str(tmp_path / "dst")], capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stderr) == (12, "zcp: not a zcp stream\n")
+    assert time.monotonic() - start < 20
+    assert not (tmp_path / "dst").exists()
+
+
+def test_a_remote_that_sends_on_after_the_stream_is_not_read_forever(tmp_path):
+    (tmp_path / "f").write_bytes(b"payload")
+    saved = tmp_path / "saved.tar"
+    with open(saved, "wb") as out:
+        subprocess.run([sys.executable, "-m", "zcp", str(tmp_path / "f"), "-"], stdout=out, check=True)
+    endless = f"cat {shlex.quote(str(saved))}; cat /dev/zero; :"
+    done = subprocess.run([sys.executable, "-m", "zcp", "-e", _stand_in_shell(tmp_path), "--remote-zcp", endless,
+                           "anyhost:/f", str(tmp_path / "got")], capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stderr) == (0, "")
+    assert (tmp_path / "got").read_bytes() == b"payload"
 
 
 def _logging_zcp(ssh: Ssh, log: Path) -> str:
@@ -168,7 +203,7 @@ def test_an_unreachable_host_is_exit_14(ssh, tmp_path):
     for args in ([tmp_path / "f", f"{HOST}:{tmp_path}/dst"], [f"{HOST}:{tmp_path}/f", tmp_path / "dst"]):
         done = ssh.run(*args, rsh=closed)
         assert done.returncode == 14
-        assert done.stderr.splitlines()[-1] == f"zcp: the remote shell could not reach {HOST} (exit 255)"
+        assert done.stderr.splitlines()[-1] == f"zcp: the remote shell failed (exit 255): no connection to {HOST}, or it broke"
         assert not (tmp_path / "dst").exists()
 
 
@@ -185,8 +220,8 @@ def test_a_remote_refusal_keeps_its_exit_code_and_the_file(ssh, tmp_path):
     src = _tree(tmp_path / "src")
     (tmp_path / "file").write_bytes(b"stays")
     done = ssh.run("-a", src, f"{HOST}:{tmp_path}/file")
-    assert done.returncode == 12
-    assert done.stderr.splitlines() == [f"zcp: {tmp_path}/file: the stream holds a tree, not one file; end DEST with '/' to unpack it"]
+    assert done.returncode == 1  # the remote zcp's, as for a local copy of a folder onto a file
+    assert done.stderr.splitlines() == [f"zcp: {tmp_path}/file: the stream holds a tree, and a tree never replaces a file (the file stays)"]
     assert (tmp_path / "file").read_bytes() == b"stays"
     assert _leftovers(tmp_path) == []
 

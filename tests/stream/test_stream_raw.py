@@ -138,7 +138,7 @@ def test_a_zcp_tree_to_an_existing_file_is_refused_and_the_file_kept(tmp_path):
     (src / "sub").mkdir(parents=True)
     (src / "sub" / "f").write_bytes(b"x")
     (tmp_path / "target").write_bytes(b"keep")
-    with pytest.raises(StreamError, match="end DEST with '/'"):
+    with pytest.raises(UsageError, match="a tree never replaces a file"):
         receive_bytes(stream_of(src), str(tmp_path / "target"))
     assert (tmp_path / "target").read_bytes() == b"keep"
     assert listing(tmp_path) == ["src", "target"]

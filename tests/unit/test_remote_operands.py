@@ -10,7 +10,7 @@ import pytest
 from zcp.config import Config, Preserve
 from zcp.errors import UsageError
 from zcp.planner.filters import Filters
-from zcp.planner.remote import RemotePath, quote_path, receiver_options, sender_options, shell_command, split_remote
+from zcp.cli.remote_args import RemotePath, quote_path, receiver_options, sender_options, shell_command, split_remote
 
 
 @pytest.mark.parametrize(("operand", "expected"), [
@@ -20,12 +20,14 @@ from zcp.planner.remote import RemotePath, quote_path, receiver_options, sender_
     ("host:a:b", RemotePath("host", "a:b")),
     ("[::1]:/data", RemotePath("::1", "/data")),
     ("[fe80::1%eth0]:", RemotePath("fe80::1%eth0", ".")),
+    ("user@[::1]:/data", RemotePath("user@::1", "/data")),
 ])
 def test_remote_operands(operand, expected):
     assert split_remote(operand) == expected
 
 
-@pytest.mark.parametrize("operand", ["plain", "./a:b", "dir/a:b", "/abs:x", ":x", "-", "[::1]", "[::1]x:y", "[a/b]:c", ""])
+@pytest.mark.parametrize("operand", ["plain", "./a:b", "dir/a:b", "/abs:x", ":x", "-", "[::1]", "[::1]x:y", "[a/b]:c", "",
+                                     "u@[x:y", "[]:z"])
 def test_local_operands(operand):
     assert split_remote(operand) is None
 
@@ -79,7 +81,20 @@ def test_sender_gets_what_it_walks_and_sends():
 
 
 def test_forwarded_filters_build_the_same_rules():
+    """The remote zcp reads the forwarded options as any command line: the same rules come out."""
+    from zcp.cli.app import _filters
+
     rules = [(False, "*.log"), (True, "dir/"), (False, "- **/cache/***"), (True, "+ - odd"), (False, "/a b")]
     original = Filters.build(rules)
-    again = Filters.build([(option.startswith("--include"), option.partition("=")[2]) for option in original.as_options()])
+    again = _filters(original.as_options(), True)
     assert again.rules == original.rules
+
+
+def test_a_remote_file_named_dash_is_no_pipe_end():
+    assert split_remote("host:-") == RemotePath("host", "./-")
+
+
+def test_a_remote_command_line_too_long_for_the_kernel_is_a_usage_error():
+    rules = [f"--exclude=- build/output/file{i:05d}.o" for i in range(5000)]
+    with pytest.raises(UsageError, match="over the kernel's limit"):
+        shell_command("ssh", "host", "zcp", rules, ["src/", "-"])

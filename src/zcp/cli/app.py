@@ -30,7 +30,8 @@ SRC/ (trailing slash) copies a folder's contents into DST; SRC copies the folder
 DST when DST is a folder (or ends with /, or there are several sources), else DST becomes the copy.
 A - as DST writes a tar stream to stdout (--format raw: one file's bytes); a - as SRC reads one.
 HOST:PATH (a colon before any slash; ./a:b is local) is on another host: the same stream goes
-through ssh (-e) to a zcp started there, as in zcp SRC - | ssh HOST zcp - DST.
+through ssh (-e) to a zcp started there, as in zcp SRC - | ssh HOST zcp - DST; there, as through
+a pipe, SRC lands in DST as DST/SRC (rsync's rule), and one regular file to a new name becomes it.
 
 Subcommands: zcp hash (xxh3-128 lists like xxhsum -H2; -c checks them) and zcp check SRC DST
 (compare two trees by content); a file named hash or check is copied as ./hash.
@@ -64,7 +65,7 @@ def copy(
     method: Annotated[Method, typer.Option("--method", help="auto tries each kernel path in turn; any other value forces that path and fails the files it cannot serve.")] = Method.AUTO,
     reflink: Annotated[Reflink, typer.Option("--reflink", help="Share extents: auto; always (else fail); never (also no copy_file_range within a filesystem, which may clone).")] = Reflink.AUTO,
     dry_run: Annotated[bool, typer.Option("-n", "--dry-run", help="Print the plan (action, method, why); write nothing.")] = False,
-    verbose: Annotated[int, typer.Option("-v", "--verbose", count=True, show_default=False, help="List files and print a summary.")] = 0,
+    verbose: Annotated[int, typer.Option("-v", "--verbose", count=True, show_default=False, help="List files (local copies) and print a summary.")] = 0,
     quiet: Annotated[bool, typer.Option("-q", "--quiet", help="Print errors only.")] = False,
     fsync: Annotated[bool, typer.Option("--fsync", help="fsync each file and its folder before finishing.")] = False,
     jobs: Annotated[int, typer.Option("-j", "--jobs", min=0, metavar="N", help="Processes that walk and copy folders; 0 = one per CPU.")] = 0,
@@ -82,9 +83,9 @@ def copy(
     itemize: Annotated[bool, typer.Option("-i", "--itemize-changes", help="Print one rsync-style line per change on stdout.")] = False,
     inplace: Annotated[bool, typer.Option("--inplace", help="Update existing files by rewriting only their changed blocks in place (not atomic; for files too big to duplicate).")] = False,
     verify: Annotated[bool, typer.Option("--verify", help="Read every written file back from storage and compare xxh3-128 with the source.")] = False,
-    stream_format: Annotated[StreamFormat, typer.Option("--format", help="With - as SRC or DST: tar stream, raw bytes of one file, auto, or zcp (a zcp stream only, never raw).")] = StreamFormat.AUTO,
+    stream_format: Annotated[StreamFormat, typer.Option("--format", help="With - as SRC or DST: tar stream, raw bytes of one file, or auto; receiving, also zcp (a zcp stream only, never raw).")] = StreamFormat.AUTO,
     rsh: Annotated[str, typer.Option("-e", "--rsh", envvar="ZCP_RSH", metavar="COMMAND", help="Remote shell for HOST:PATH operands (default ssh; ZCP_RSH sets it too).")] = "ssh",
-    remote_zcp: Annotated[str, typer.Option("--remote-zcp", metavar="COMMAND", help="How to start zcp on the other host.")] = "zcp",
+    remote_zcp: Annotated[str, typer.Option("--remote-zcp", metavar="COMMAND", help="The command line that starts zcp on the other host, as its shell reads it (e.g. 'python3 -m zcp').")] = "zcp",
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")] = False,
 ) -> int:
     if len(paths) < 2:
@@ -113,12 +114,14 @@ def copy(
         max_delete=max_delete, delete_excluded=delete_excluded, filters=_filters(ctx.obj, bool(exclude or include or exclude_from or include_from)), itemize=itemize, verify=verify, inplace=inplace,
     )
     sources, dest = paths[:-1], paths[-1]
-    from zcp.planner.remote import split_remote
+    from zcp.cli.remote_args import split_remote
 
-    if any(map(split_remote, paths)):  # HOST:PATH, through the remote shell
+    remote = any(map(split_remote, paths))
+    _refuse_unused(ctx, stream="-" in paths, remote=remote)
+    if remote:  # HOST:PATH, through the remote shell
         from zcp.cli.remote import Shell, run_remote
 
-        return run_remote(paths, config, Shell(rsh, remote_zcp), stream_format, jobs_given=jobs != 0)
+        return run_remote(sources, dest, config, Shell(rsh, remote_zcp), jobs_given=jobs != 0)
     if "-" in paths:  # a pipe end: stdin as the source or stdout as the destination
         from zcp.cli.streams import run_stream
 
@@ -126,6 +129,18 @@ def copy(
     from zcp.cli.run import run_copy  # imported late: --help and --version stay fast
 
     return run_copy(sources, dest, config)
+
+
+def _refuse_unused(ctx: typer.Context, stream: bool, remote: bool) -> None:
+    """Options given for another kind of run are errors, not silently ignored (ZCP_RSH, an
+    environment variable, is no option given)."""
+    unused = [f"{option}: only with {needs}" for name, option, needs, used in (
+        ("stream_format", "--format", "'-' (a remote copy always sends a zcp stream)", stream),
+        ("rsh", "--rsh", "a remote HOST:PATH", remote),
+        ("remote_zcp", "--remote-zcp", "a remote HOST:PATH", remote),
+    ) if not used and ctx.get_parameter_source(name).name == "COMMANDLINE"]
+    if unused:
+        raise UsageError("; ".join(unused))
 
 
 _FILTER_OPTIONS = {"--exclude": (False, False), "--include": (True, False),

@@ -12,17 +12,16 @@ from __future__ import annotations
 import subprocess
 from dataclasses import dataclass
 
-from zcp.cli.streams import receive_into, refuse_unsupported_options, send_tree, stream_roots
+from zcp.cli.remote_args import RemotePath, receiver_options, sender_options, shell_command, split_remote
+from zcp.cli.streams import STDIO, receive_into, refuse_unsupported_options, send_tree, stream_roots
 from zcp.config import Config, StreamFormat
-from zcp.errors import BrokenPipe, ExitCode, RemoteShellError, StreamError, UsageError, ZcpError
+from zcp.errors import BrokenPipe, ExitCode, RemoteShellError, StreamError, UsageError, ZcpError, remote_exit_code
 from zcp.planner.operands import check_target
-from zcp.planner.remote import RemotePath, receiver_options, sender_options, shell_command, split_remote
-from zcp.syscalls import grow_pipe
 
-STDIO = "-"
 # What ssh or the remote shell exits with when zcp never ran: ssh's own failure, or the command
 # not found / not executable there.
 _SSH_FAILED, _NOT_FOUND, _NOT_EXECUTABLE = 255, 127, 126
+FAILED_GRACE = 2.0  # seconds the remote gets to end once this side has failed
 
 
 @dataclass(frozen=True)
@@ -31,18 +30,11 @@ class Shell:
     remote_zcp: str  # how to start zcp on the other host
 
 
-def has_remote(paths: list[str]) -> bool:
-    return any(split_remote(path) for path in paths)
-
-
-def run_remote(paths: list[str], config: Config, shell: Shell, stream_format: StreamFormat, jobs_given: bool) -> int:
-    *sources, dest = paths
+def run_remote(sources: list[str], dest: str, config: Config, shell: Shell, jobs_given: bool) -> int:
     remote_dest = split_remote(dest)
     remote_sources = [split_remote(src) for src in sources]
-    if STDIO in paths:
+    if STDIO in sources or dest == STDIO:
         raise UsageError("'-' (a pipe end) and a remote HOST:PATH cannot be combined")
-    if stream_format is not StreamFormat.AUTO:
-        raise UsageError("--format: a remote copy always sends a zcp stream")
     if remote_dest is not None and any(remote_sources):
         raise UsageError("both sides are remote: run zcp on one of the hosts")
     refuse_unsupported_options(config, jobs_given, {}, "with a remote HOST:PATH (it travels as a stream)")
@@ -61,10 +53,8 @@ def _push(sources: list[str], dest: RemotePath, config: Config, shell: Shell) ->
     roots = stream_roots(sources, config)  # a missing source fails before anything connects
     argv = shell_command(shell.rsh, dest.host, shell.remote_zcp, receiver_options(config), [STDIO, dest.path])
     with _Remote(argv, dest.host, stdin=subprocess.PIPE) as remote:
-        pipe = remote.process.stdin
-        grow_pipe(pipe.fileno())
         try:
-            code = send_tree(roots, config, pipe.fileno())
+            code = send_tree(roots, config, remote.process.stdin.fileno())
         except (BrokenPipe, BrokenPipeError):  # it stopped reading: its exit code says why
             return remote.outcome(None, "the remote zcp stopped reading the stream")
         except ZcpError:  # the stream is incomplete: the receiver drops what it was writing
@@ -104,27 +94,32 @@ class _Remote:
             self.process.terminate()
         self.end()
 
-    def end(self) -> int:
-        """Close our end of the pipe (EOF, or EPIPE, for the other side) and wait for it."""
+    def end(self, grace: float | None = None) -> int | None:
+        """Close our end of the pipe (EOF, or EPIPE, for the other side) and wait for it to exit;
+        with ``grace``, that long at most: then it is stopped, and None says so."""
         for pipe in (self.process.stdin, self.process.stdout):
             if pipe is not None:
                 pipe.close()
-        return self.process.wait()
+        try:
+            return self.process.wait(grace)
+        except subprocess.TimeoutExpired:  # it does not notice (a remote busy hashing a big file)
+            self.process.terminate()
+            self.process.wait()
+            return None
 
     def outcome(self, local: int | None, failure: ZcpError | str | None = None) -> int:
-        """The run's exit code: the remote's when it failed (it said why on stderr), else this
-        side's. ``local`` None: this side failed with ``failure``, raised when the remote did not."""
-        code = self.end()
+        """The run's exit code (errors.remote_exit_code). ``local`` None: this side failed with
+        ``failure``, raised unless the remote failed first and said why on stderr (then it has
+        ended, or ends within FAILED_GRACE: any longer and it is stopped, for this side's failure)."""
+        code = self.end(None if local is not None else FAILED_GRACE)
         if code in (_SSH_FAILED, _NOT_FOUND, _NOT_EXECUTABLE):
-            raise RemoteShellError(self._not_started(code))
-        if code != ExitCode.OK and code != ExitCode.BROKEN_PIPE:
-            return code
-        if local is None:
+            raise RemoteShellError(self._shell_failure(code))
+        if local is None and code in (None, ExitCode.OK, ExitCode.BROKEN_PIPE):
             raise failure if isinstance(failure, ZcpError) else StreamError(str(failure))
-        return code or local
+        return remote_exit_code(code, local)
 
-    def _not_started(self, code: int) -> str:
-        if code == _SSH_FAILED:
-            return f"the remote shell could not reach {self.host} (exit {code})"
+    def _shell_failure(self, code: int) -> str:
+        if code == _SSH_FAILED:  # ssh's own failure: before the stream, or while it ran
+            return f"the remote shell failed (exit {code}): no connection to {self.host}, or it broke"
         what = "not found" if code == _NOT_FOUND else "not executable"
         return f"zcp {what} on {self.host} (exit {code}): install it there or name it with --remote-zcp"

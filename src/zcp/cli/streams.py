@@ -85,9 +85,9 @@ class StreamRoot:
 
 
 def _send(sources: list[str], config: Config, stream_format: StreamFormat) -> int:
-    _widen_pipe(STDOUT)
     try:
         if stream_format is StreamFormat.RAW:
+            _widen_pipe(STDOUT)
             with _sending():
                 return _send_raw(sources, config)
         if classify(STDOUT)[0] is FdKind.TTY:
@@ -115,8 +115,9 @@ def send_tree(roots: list[StreamRoot], config: Config, out_fd: int) -> int:
     """Write the stream of ``roots`` to ``out_fd``; the run's exit code (failed or vanished files).
     Raises BrokenPipe when the reader goes away."""
     start = time.monotonic()
+    _widen_pipe(out_fd)
     reporter = _Reporter(config)
-    with _sending(), _Meter(config, "sending") as meter:
+    with _sending(), _Meter(config, "sending", out_fd) as meter:
         stats = write_stream(out_fd, meter.files(_items(roots, config, reporter, out_fd)), progress=meter.progress,
                              xattrs=config.preserve.xattrs)
     for path in stats.vanished:
@@ -143,7 +144,7 @@ def _send_raw(sources: list[str], config: Config) -> int:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             raise UsageError(f"--format raw sends one regular file; '{path}' is not one")
-        with _Meter(config, "sending") as meter:
+        with _Meter(config, "sending", STDOUT) as meter:
             sent = write_raw(STDOUT, fd, st.st_size, meter.progress)
     except SourceChanged as exc:
         raise SourceChanged(f"{path}: {exc}") from None
@@ -234,7 +235,7 @@ def receive_into(dest: str, config: Config, in_fd: int, stream_format: StreamFor
     _widen_pipe(in_fd)
     is_root = os.geteuid() == 0
     reporter = _Reporter(config)
-    meter = _Meter(config, "receiving")
+    meter = _Meter(config, "receiving", in_fd)
     with meter:
         stats = receive(
             in_fd,
@@ -314,13 +315,13 @@ def _emit(line: str) -> None:
 
 class _Meter:
     """Bytes, rate and files so far on stderr while a stream runs, when stderr is a terminal (not
-    with -q) and the data does not go to that terminal too (raw bytes may); drawn by rich, imported
-    only then. Otherwise the stream code gets no callbacks at all."""
+    with -q) and the stream's own fd ``data_fd`` is not one (raw bytes may go to a terminal, or be
+    typed at one); drawn by rich, imported only then. Otherwise the stream code gets no callbacks."""
 
-    def __init__(self, config: Config, verb: str):
+    def __init__(self, config: Config, verb: str, data_fd: int):
         self.verb = verb
         self.count = 0
-        shown = sys.stderr.isatty() and not config.quiet and not os.isatty(STDOUT)
+        shown = sys.stderr.isatty() and not config.quiet and not os.isatty(data_fd)
         self.display = _progress_display() if shown else None
         self.task = self.display.add_task(verb, total=None) if self.display else None
 

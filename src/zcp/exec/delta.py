@@ -121,8 +121,7 @@ def delta_into_temp(src_fd: int, src_size: int, old_fd: int, tmp_fd: int, *, met
     try:
         reflink(old_fd, tmp_fd)
     except Unsupported as exc:
-        if exc.device_wide:  # not when only this file cannot (a NOCOW file on btrfs)
-            caps.mark_unsupported(Method.REFLINK, dst_dev, dst_dev)
+        caps.refused(Method.REFLINK, exc, dst_dev, dst_dev)
         raise
     result = _patch(src_fd, src_size, tmp_fd, methods, devices, caps, progress)
     _check_unchanged(src_fd, before)
@@ -155,10 +154,11 @@ def _patch(src_fd: int, src_size: int, dst_fd: int, methods: tuple[Method, ...],
     dst_size = os.fstat(dst_fd).st_size
     ranges = changed_ranges(src_fd, src_size, dst_fd, dst_size, block_size_for(max(src_size, dst_size)))
     to_copy = ranges
-    if sparse:
+    if sparse:  # holes first: punched now, or written as zeros with the data where they cannot be
         to_copy, holes = split_by_data(src_fd, src_size, ranges)
-        to_copy += [(offset, length) for offset, length in holes
-                    if offset < dst_size and not punch_hole(dst_fd, offset, min(length, dst_size - offset))]
+        for offset, length in holes:
+            if offset < dst_size and not punch_hole(dst_fd, offset, min(length, dst_size - offset)):
+                to_copy.append((offset, length))
     method, written = _copy_ranges(methods, src_fd, dst_fd, sorted(to_copy), devices, caps, progress)
     if dst_size != src_size:
         os.ftruncate(dst_fd, src_size)
@@ -186,8 +186,7 @@ def _copy_ranges(methods: tuple[Method, ...], src_fd: int, dst_fd: int, ranges: 
                 written += COPIERS[method](src_fd, dst_fd, length, offset, offset, progress)
                 break
             except Unsupported as exc:
-                if exc.device_wide:
-                    caps.mark_unsupported(method, *devices)
+                caps.refused(method, exc, *devices)
                 usable.remove(method)  # for this file, in any case
     return method, written
 

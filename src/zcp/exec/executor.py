@@ -433,16 +433,22 @@ _UPDATE_FLAGS = os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
 
 def _open_for_update(path: str) -> int:
     """The existing file open read-write for --inplace. A read-only file of ours is made writable
-    just long enough to open it, as rsync does (the fd keeps its write access; the mode is put back)."""
+    just long enough to open it, as rsync does (the fd keeps its write access; the mode is put back).
+    It is held by an O_PATH fd meanwhile, so a symlink swapped in is never followed."""
     try:
         return os.open(path, _UPDATE_FLAGS)
-    except PermissionError:
-        st = os.lstat(path)
-        if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & stat.S_IWUSR:
-            raise
-    os.chmod(path, stat.S_IMODE(st.st_mode) | stat.S_IWUSR)
+    except PermissionError as exc:
+        refused = exc
+    held = os.open(path, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
     try:
-        fd = os.open(path, _UPDATE_FLAGS)
+        st = os.fstat(held)
+        if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & stat.S_IWUSR:
+            raise refused
+        node = f"/proc/self/fd/{held}"  # the same inode, whatever the name now points to
+        os.chmod(node, stat.S_IMODE(st.st_mode) | stat.S_IWUSR)
+        try:
+            return os.open(node, _UPDATE_FLAGS & ~os.O_NOFOLLOW)
+        finally:
+            os.chmod(node, stat.S_IMODE(st.st_mode))
     finally:
-        os.chmod(path, stat.S_IMODE(st.st_mode))
-    return fd
+        os.close(held)

@@ -27,8 +27,7 @@ def copy_bytes(methods: tuple[Method, ...], src_fd: int, dst_fd: int, size: int,
                 return method, size
             return method, copy_file_data(copier, src_fd, dst_fd, size, sparse, progress)
         except Unsupported as exc:
-            if exc.device_wide:
-                caps.mark_unsupported(method, *devices)
+            caps.refused(method, exc, *devices)
             refusals.append(str(exc))
     known = [f"{m}: unsupported here" for m in methods if m not in usable]
     raise MethodUnavailable("no kernel path could copy it (" + "; ".join(known + refusals) + ")")

@@ -5,6 +5,9 @@ Naming rule (rsync's trailing slash, cp's behaviour otherwise):
 - ``SRC`` goes to ``DST/basename(SRC)`` when DST is a folder target: an existing folder, a name
   ending in ``/``, or any DST when there are several sources; otherwise DST is the copy itself.
 - A missing DST folder target is created (one level); its parent must exist.
+- Through a stream (``-``) or to and from another host (``HOST:PATH``) the receiver cannot know the
+  sender's operands: ``SRC`` lands in DST as ``DST/basename(SRC)`` (rsync's rule), and only one
+  regular file sent to a name that is not a folder becomes that file.
 """
 
 from __future__ import annotations

@@ -73,6 +73,9 @@ class Member(NamedTuple):
     acls: tuple[tuple[str, str], ...] = ()  # SCHILY.acl.* records (tar --acls): (xattr name, ACL text)
 
 
+DRAIN_LIMIT = 16 << 20  # bytes read after the end marker, at most
+
+
 class TarReader:
     """Members of a tar stream read from ``fd``, after ``peeked``: bytes already read from it."""
 
@@ -164,9 +167,11 @@ class TarReader:
         self._expect(member.size + pax.padding(member.size), member)
 
     def drain(self) -> None:
-        """Read what follows the end marker (tar pads to 10 KiB records) so the writer never sees EPIPE."""
+        """Read what follows the end marker (tar pads to 10 KiB records, or up to 1 MiB with a large
+        blocking factor) so the writer never sees EPIPE; a writer that goes on beyond DRAIN_LIMIT is
+        no tar writer, and is left to its EPIPE rather than read forever."""
         self._buffer, self._pos = b"", 0
-        discard(self.fd, None)
+        discard(self.fd, DRAIN_LIMIT)
 
     def _expect(self, length: int, member: Member) -> None:
         buffered = min(length, len(self._buffer) - self._pos)

@@ -208,11 +208,12 @@ def _receive_single(reader: TarReader, dest: str, options: _Options) -> ReceiveS
 
 
 def _make_folder(parent_fd: int, leaf: str, dest: str) -> None:
-    """DEST as the new folder a tree is unpacked into; it must not exist (a file there stays)."""
+    """DEST as the new folder a tree is unpacked into; it must not exist: a file there stays (a
+    usage error, as for a local copy of a folder onto a file)."""
     try:
         os.mkdir(leaf, 0o777, dir_fd=parent_fd)
     except FileExistsError:
-        raise StreamError(f"{dest}: the stream holds a tree, not one file; end DEST with '/' to unpack it") from None
+        raise UsageError(f"{dest}: the stream holds a tree, and a tree never replaces a file (the file stays)") from None
 
 
 def _receive_raw(in_fd: int, dest: str, peeked: bytes, options: _Options) -> ReceiveStats:
@@ -483,7 +484,7 @@ class _Unpacker:
                 os.mkdir(parts[-1], 0o700, dir_fd=parent)  # opened up in _finish_folders
                 existed = False
             except FileExistsError:  # there before the stream, unless made for an entry inside it
-                existed = parts not in self.root.made
+                existed = not self.root.made(parts)
             self.root.folder(parts, create=False)  # refuses a symlink or a non-folder already there
         if parts in self.folders:  # named again: whether it was there before the stream stays as found
             existed = self.folders[parts][1]

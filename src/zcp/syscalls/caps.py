@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 
 from zcp.config import Method
+from zcp.errors import Unsupported
 
 
 class Capabilities:
@@ -30,6 +31,12 @@ class Capabilities:
         if found is None:
             found = self._usable[key] = tuple(m for m in methods if (m, src_dev, dst_dev) not in self._unsupported)
         return found
+
+    def refused(self, method: Method, exc: Unsupported, src_dev: int, dst_dev: int) -> None:
+        """``method`` refused a file: remembered when the refusal holds for every file between the
+        two devices, not when it is that file's own (Unsupported.device_wide)."""
+        if exc.device_wide:
+            self.mark_unsupported(method, src_dev, dst_dev)
 
     def mark_unsupported(self, method: Method, src_dev: int, dst_dev: int) -> None:
         with self._lock:

@@ -1,12 +1,13 @@
 """Operands on another host, and the command line that runs zcp there (pure: nothing is run here).
 
 rsync's rule: an operand is remote when a colon comes before any slash, ``[USER@]HOST:PATH``, or
-``[ADDRESS]:PATH`` for an IPv6 address. ``./a:b`` names a local file. ``HOST:`` alone is the remote
-user's home folder.
+``[USER@][ADDRESS]:PATH`` for an IPv6 address. ``./a:b`` names a local file. ``HOST:`` alone is the
+remote user's home folder.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 from collections.abc import Sequence
@@ -22,13 +23,18 @@ class RemotePath:
     path: str
 
 
+# [USER@][ADDRESS]:PATH, the address without a slash
+_BRACKETED = re.compile(r"([^@/:\[]+@)?\[([^\]/]+)\]:(.*)", re.DOTALL)
+
+
 def split_remote(operand: str) -> RemotePath | None:
     """The host and path of a remote operand; None for a local one."""
-    if operand.startswith("["):
-        address, bracket, path = operand[1:].partition("]:")
-        if not bracket or not address or "/" in address:
-            return None
-        return _checked(RemotePath(address, path))
+    bracketed = _BRACKETED.fullmatch(operand)
+    if bracketed:
+        user, address, path = bracketed.groups()
+        return _checked(RemotePath((user or "") + address, path))
+    if operand.startswith("[") or "@[" in operand.partition(":")[0]:
+        return None  # a bracket that opens no address: a local name
     host, colon, path = operand.partition(":")
     if not colon or not host or "/" in host:
         return None
@@ -38,8 +44,12 @@ def split_remote(operand: str) -> RemotePath | None:
 def _checked(remote: RemotePath) -> RemotePath:
     if remote.host.startswith("-"):  # ssh would take it for an option
         raise UsageError(f"'{remote.host}': a host name cannot start with '-'")
+    if remote.path == "-":  # a file named '-': not the remote zcp's stdin or stdout
+        return RemotePath(remote.host, "./-")
     return RemotePath(remote.host, remote.path or ".")
 
+
+_MAX_ARGUMENT = 128 << 10  # MAX_ARG_STRLEN: ssh passes the remote command line as one argument
 
 # A leading ~ or ~user is left to the remote shell to expand, as scp and rsync leave it; the slash
 # after it must stay unquoted too, or the shell does not expand it.
@@ -67,8 +77,11 @@ def shell_command(rsh: str, host: str, remote_zcp: str, args: Sequence[str], pat
         raise UsageError(f"--rsh {rsh!r}: {exc}") from None
     if not shell:
         raise UsageError("--rsh: no command given")
-    words = [remote_zcp, *map(shlex.quote, args), "--", *map(quote_path, paths)]
-    return [*shell, host, " ".join(words)]
+    command = " ".join([remote_zcp, *map(shlex.quote, args), "--", *map(quote_path, paths)])
+    if len(os.fsencode(command)) >= _MAX_ARGUMENT:
+        raise UsageError(f"the command line for the remote zcp would be {len(os.fsencode(command))} bytes, over the "
+                         f"kernel's limit for one argument ({_MAX_ARGUMENT}): give fewer filter rules or sources")
+    return [*shell, host, command]
 
 
 def receiver_options(config: Config) -> list[str]:
