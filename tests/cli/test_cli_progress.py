@@ -150,3 +150,33 @@ def test_itemized_lines_reach_a_redirected_stdout_while_the_bars_are_drawn(monke
         sink.planned(Action(Op.COPY, "a", "/dst/a", entry))
     assert (">f+++++++++ a" in stdout.getvalue()) == (not stdout_is_a_terminal)
     assert (">f+++++++++ a" in terminal.getvalue()) == stdout_is_a_terminal
+
+
+def _on_a_terminal(argv: list[str], cwd, stdin, stdout_on_terminal: bool) -> tuple[int, str]:
+    """Run with stderr (and stdout, if asked) on a pseudo-terminal; what the terminal showed."""
+    primary, terminal = os.openpty()
+    drawn = bytearray()
+    pump = threading.Thread(target=_drain, args=(primary, drawn))
+    pump.start()
+    try:
+        done = subprocess.run(argv, cwd=cwd, stdin=stdin, stderr=terminal,
+                              stdout=terminal if stdout_on_terminal else subprocess.DEVNULL, timeout=60)
+    finally:
+        os.close(terminal)
+        pump.join(timeout=10)
+        os.close(primary)
+    return done.returncode, drawn.decode(errors="replace")
+
+
+@pytest.mark.parametrize("stdout_on_terminal", [False, True])
+def test_a_stream_receiver_on_a_terminal_shows_what_it_receives(tmp_path, stdout_on_terminal):
+    """`... | zcp - out/` typed at a terminal: the receiver's stdout is that terminal too, and the
+    display is drawn all the same (only the stream's own fd on a terminal turns it off)."""
+    _tree(tmp_path / "src")
+    with open(tmp_path / "saved", "wb") as saved:
+        subprocess.run([*ZCP, "-a", "src/", "-"], cwd=tmp_path, stdout=saved, check=True)
+    with open(tmp_path / "saved", "rb") as stdin:
+        code, text = _on_a_terminal([*ZCP, "-a", "-", "out/"], tmp_path, stdin, stdout_on_terminal)
+    assert code == 0, text
+    assert "receiving" in text and "received 31 files" in text  # the display, then the summary
+    assert "Traceback" not in text
