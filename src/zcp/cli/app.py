@@ -114,9 +114,7 @@ def copy(
         max_delete=max_delete, delete_excluded=delete_excluded, filters=_filters(ctx.obj, bool(exclude or include or exclude_from or include_from)), itemize=itemize, verify=verify, inplace=inplace,
     )
     sources, dest = paths[:-1], paths[-1]
-    from zcp.cli.remote_args import split_remote
-
-    remote = any(map(split_remote, paths))
+    remote = any(":" in path for path in paths) and _names_a_host(paths)
     _refuse_unused(ctx, stream="-" in paths, remote=remote)
     if remote:  # HOST:PATH, through the remote shell
         from zcp.cli.remote import Shell, run_remote
@@ -129,6 +127,14 @@ def copy(
     from zcp.cli.run import run_copy  # imported late: --help and --version stay fast
 
     return run_copy(sources, dest, config)
+
+
+def _names_a_host(paths: list[str]) -> bool:
+    """Whether an operand is HOST:PATH; the parser is imported only for operands with a colon (a
+    local copy's start-up does not pay for it)."""
+    from zcp.cli.remote_args import split_remote
+
+    return any(map(split_remote, paths))
 
 
 def _refuse_unused(ctx: typer.Context, stream: bool, remote: bool) -> None:

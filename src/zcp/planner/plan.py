@@ -192,9 +192,9 @@ class Planner:
         except OSError as exc:  # a symlink that vanished
             self.on_error(path, exc)
         items = () if action is None else self._clear_the_way(action)
-        if kind is DIR and action is not None and action.op is Op.SKIP:  # a non-folder kept in its place
-            return items
         if kind is DIR:
+            if action is not None and action.op is Op.SKIP:  # a non-folder kept in its place: no descent
+                return items
             if self._is_destination_root(folder, entry):
                 self._on_warning(f"not copying {path!r}: it is the destination itself, seen through another name")
                 return ()

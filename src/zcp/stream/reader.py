@@ -89,10 +89,11 @@ def receive(
     unpacked into it. Otherwise DEST names a file: a zcp stream holding one regular file becomes
     that file, any other zcp stream a new folder DEST; any other stream is written raw as that
     file, never unpacked; ``fmt="zcp"`` refuses that last case (from a zcp that failed before
-    sending, an empty input must not become an empty file). ``progress`` counts body bytes, ``on_file`` sees each file's name as it
-    begins. ``verify``: each file's hash is checked as read back from storage, not from memory.
-    ``xattrs``: files and folders get the extended attributes they carry (user.* always; the
-    other namespaces, which hold ACLs, labels and capabilities, only as root with ``keep_perms``).
+    sending, an empty input must not become an empty file). ``progress`` counts body bytes,
+    ``on_file`` sees each file's name as it begins. ``verify``: each file's hash is checked as read
+    back from storage, not from memory. ``xattrs``: files and folders get the extended attributes
+    they carry (user.* always; the other namespaces, which hold ACLs, labels and capabilities, only
+    as root with ``keep_perms``).
     """
     options = _Options(allow_devices, keep_perms, preserve_owner, progress, on_file, verify, xattrs, on_warning,
                        current_umask(), (os.geteuid(), os.getegid()))
@@ -128,7 +129,7 @@ def receive(
 
 def _sniff_zcp(in_fd: int, first: bytes) -> tuple[bytes, bool]:
     """Whether the stream opens with zcp's global header; returns every byte read to find out."""
-    if len(first) >= _SURE_PREFIX and pax.ZCP_GLOBAL.startswith(first) and len(first) < pax.BLOCK:
+    if _SURE_PREFIX <= len(first) < pax.BLOCK and pax.ZCP_GLOBAL.startswith(first):
         raise StreamError("truncated stream: it ends inside its first header")
     if not pax.is_tar_header(first):
         return first, False
